@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The legacy PC platform around the vCPUs: ACPI tables and the fixed ACPI hardware
+ * (PM1 event/control blocks: power button, sleep/power-off; reset register), the 16550 UART
+ * on COM1, the CMOS/RTC, a minimal i8042 (for the reset line) and the debug-exit port used by
+ * tiny test guests. This is the seam between the VM core (vm.c, which owns KVM and the
+ * vCPUs) and these devices: the core fills a struct platform_env and calls platform_create();
+ * the platform never includes vm.h.
+ *
+ * Threading: device register handlers run on vCPU threads (via the buses);
+ * platform_console_input() and platform_power_button() run on the main loop thread.
+ */
+#ifndef VMM_PLATFORM_H
+#define VMM_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bus;
+struct guest_mem;
+struct platform;
+
+enum platform_exit {
+	PLATFORM_EXIT_POWEROFF,		/* ACPI S5 written to PM1a_CNT */
+	PLATFORM_EXIT_RESET,		/* FADT reset register / i8042 pulse / 0xCF9 */
+	PLATFORM_EXIT_DEBUG,		/* tiny test guest wrote a status to the debug-exit port */
+};
+
+struct platform_env {
+	struct bus *pio, *mmio;
+	struct guest_mem *mem;
+	int vm_fd;			/* for KVM_IRQ_LINE */
+	unsigned int nr_cpus;		/* APIC ids are 0..nr_cpus-1 */
+	int console_out_fd;		/* UART output goes here (stdout or a file) */
+	/*
+	 * The guest asked to power off or reset, or a test guest wrote @code to the debug-exit
+	 * port. Called on a vCPU thread; must only set a flag and kick the vCPUs.
+	 */
+	void (*request_exit)(void *opaque, enum platform_exit why, int code);
+	void *opaque;
+};
+
+int  platform_create(const struct platform_env *env, struct platform **out);
+void platform_destroy(struct platform *p);
+
+/*
+ * Write the ACPI tables (RSDP, XSDT, FADT, FACS, MADT, DSDT, and MCFG once PCI exists) into
+ * guest RAM at LAYOUT_ACPI_BASE; *rsdp_gpa receives the RSDP address for boot_params.
+ */
+int  platform_write_acpi(struct platform *p, uint64_t *rsdp_gpa);
+
+/* Bytes typed on the console (main loop). */
+void platform_console_input(struct platform *p, const uint8_t *buf, size_t len);
+/* Press the ACPI power button (SCI + PWRBTN_STS): the guest shuts down cleanly. */
+void platform_power_button(struct platform *p);
+
+#endif
