@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vmm command line, parsed into a plain struct that vm_create() consumes. Parsing does
+ * no I/O (files are opened later), so it can be unit-tested with any argv.
+ */
+#ifndef VMM_CONFIG_H
+#define VMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VM_CONFIG_MAX_CPUS	255	/* xAPIC ids fit in 8 bits; no x2APIC-only topologies */
+
+struct vm_config {
+	const char *kernel;		/* bzImage (Linux boot protocol, 64-bit entry) */
+	const char *initrd;		/* optional */
+	const char *append;		/* kernel command line, "" if not given */
+	const char *firmware;		/* flat 64-bit test image instead of a kernel (tiny guests) */
+	uint64_t mem_bytes;
+	unsigned int cpus;
+	const char *console_file;	/* NULL: serial console on stdin/stdout */
+	const char *control_path;	/* NULL: no control socket */
+	const char *kvm_path;		/* default /dev/kvm */
+	bool allow_emulated;		/* run a Linux kernel even on an emulation-only KVM */
+};
+
+enum config_result {
+	CONFIG_OK = 0,
+	CONFIG_HELP = 1,		/* --help: print config_usage() and exit 0 */
+};
+
+/*
+ * Parse argv. Returns CONFIG_OK or CONFIG_HELP, or -EINVAL with a one-line reason in @err.
+ * Pointers in @cfg point into argv.
+ */
+int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen);
+
+/* "512M", "2G", "1024K", "4096" (MiB when no suffix). 0 or -EINVAL / -ERANGE. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* The usage text, including the exit statuses. */
+const char *config_usage(void);
+
+#endif

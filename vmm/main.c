@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vmm: one process per VM. Parse the command line, refuse hosts that cannot run the guest,
+ * build the VM, then run the event loop on this (main) thread until the guest stops: console
+ * input, the control socket, termination signals. The exit status says why the VM stopped
+ * (the table is in config.c's usage text and enum vm_exit_status).
+ */
+#define LOG_TAG "vmm"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/config.h"
+#include "vmm/lib/evloop.h"
+#include "vmm/lib/log.h"
+#include "vmm/platform.h"
+#include "vmm/vm.h"
+
+#if __has_include("vmm/ctl.c")
+#define HAVE_CTL 1
+#include "vmm/ctl.h"
+#else
+#define HAVE_CTL 0
+#endif
+#if __has_include("vmm/kvm_detect.c")
+#define HAVE_KVM_DETECT 1
+#include "vmm/kvm_detect.h"
+#else
+#define HAVE_KVM_DETECT 0
+#endif
+
+struct vmm {
+	struct vm *vm;
+	struct evloop loop;
+	struct ev_req stop_req, stdin_req, sig_req;
+	int sig_fd;
+	bool stdin_console;
+	bool escape;			/* saw Ctrl-A on the console */
+	bool tty_raw;
+	struct termios tty_saved;
+#if HAVE_CTL
+	struct ctl_server *ctl;
+#endif
+};
+
+static void tty_restore(struct vmm *m)
+{
+	if (m->tty_raw) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &m->tty_saved);
+		m->tty_raw = false;
+	}
+}
+
+/* Raw mode only for a terminal: keystrokes go to the guest unprocessed (Ctrl-A x quits). */
+static void tty_make_raw(struct vmm *m)
+{
+	struct termios t;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &m->tty_saved) < 0)
+		return;
+	t = m->tty_saved;
+	cfmakeraw(&t);
+	t.c_oflag |= OPOST | ONLCR;	/* host-side messages stay readable */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		m->tty_raw = true;
+}
+
+static void on_stop(struct evloop *l, struct ev_req *req, int res)
+{
+	evloop_stop(l);
+}
+
+static void on_signal(struct evloop *l, struct ev_req *req, int res)
+{
+	struct vmm *m = req->opaque;
+	struct signalfd_siginfo si;
+
+	if (read(m->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		log_info("signal %u: stopping the VM", si.ssi_signo);
+		vm_request_stop(m->vm, VM_STOP_KILLED, si.ssi_signo);
+	}
+}
+
+static void on_stdin(struct evloop *l, struct ev_req *req, int res)
+{
+	struct vmm *m = req->opaque;
+	uint8_t buf[256], out[256];
+	size_t n = 0;
+	ssize_t len;
+
+	len = read(STDIN_FILENO, buf, sizeof(buf));
+	if (len <= 0) {
+		/* EOF or error: no more console input; keep running headless. */
+		if (len == 0 || (errno != EAGAIN && errno != EINTR))
+			evloop_cancel(l, req);
+		return;
+	}
+	for (ssize_t i = 0; i < len; i++) {
+		if (m->tty_raw && m->escape) {
+			m->escape = false;
+			if (buf[i] == 'x') {
+				vm_request_stop(m->vm, VM_STOP_KILLED, 0);
+				return;
+			}
+			if (buf[i] != 0x01)
+				out[n++] = 0x01;
+		} else if (m->tty_raw && buf[i] == 0x01) {
+			m->escape = true;
+			continue;
+		}
+		out[n++] = buf[i];
+	}
+	if (n)
+		platform_console_input(m->vm->platform, out, n);
+}
+
+#if HAVE_CTL
+static int ctl_status(void *opaque, struct ctl_vm_status *st)
+{
+	struct vmm *m = opaque;
+
+	st->state = vm_stopped(m->vm) ? CTL_RUN_SHUTDOWN :
+		    m->vm->paused ? CTL_RUN_PAUSED : CTL_RUN_RUNNING;
+	st->vcpus = m->vm->nr_vcpus;
+	st->memory_bytes = m->vm->mem.size;
+	st->uptime_ns = 0;
+	return 0;
+}
+
+static int ctl_pause(void *opaque) { return vm_pause(((struct vmm *)opaque)->vm); }
+static int ctl_resume(void *opaque) { return vm_resume(((struct vmm *)opaque)->vm); }
+
+static int ctl_powerdown(void *opaque)
+{
+	platform_power_button(((struct vmm *)opaque)->vm->platform);
+	return 0;
+}
+
+static int ctl_kill(void *opaque)
+{
+	vm_request_stop(((struct vmm *)opaque)->vm, VM_STOP_KILLED, 0);
+	return 0;
+}
+
+static const struct ctl_vm_ops ctl_ops = {
+	.status = ctl_status, .pause = ctl_pause, .resume = ctl_resume,
+	.powerdown = ctl_powerdown, .kill = ctl_kill, .quit = ctl_kill,
+};
+#endif
+
+/*
+ * Refuse a Linux guest at once on a KVM that cannot run it (emulation-only PVM would take
+ * hours), with kvm_detect()'s one-line verdict. Tiny --firmware guests run anywhere.
+ */
+static int check_host(const struct vm_config *cfg)
+{
+#if HAVE_KVM_DETECT
+	struct kvm_accel_info info;
+
+	if (cfg->firmware || strcmp(cfg->kvm_path, "/dev/kvm"))
+		return 0;
+	if (kvm_detect(&info, false) < 0)
+		return 0;
+	switch (info.accel) {
+	case KVM_ACCEL_HARDWARE:
+		return 0;
+	case KVM_ACCEL_EMULATED:
+		if (cfg->allow_emulated)
+			return 0;
+		/* fall through */
+	default:
+		fprintf(stderr, "vmm: %s\n", info.line);
+		return -ENOTSUP;
+	}
+#else
+	(void)cfg;
+	return 0;
+#endif
+}
+
+static int open_console(const struct vm_config *cfg)
+{
+	int fd;
+
+	if (!cfg->console_file)
+		return STDOUT_FILENO;
+	fd = open(cfg->console_file, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		log_err("--console file:%s: %s", cfg->console_file, strerror(errno));
+	return fd;
+}
+
+static int setup_loop(struct vmm *m, const struct vm_config *cfg)
+{
+	sigset_t set;
+	int ret;
+
+	ret = evloop_init(&m->loop, 64);
+	if (ret < 0) {
+		log_err("event loop (io_uring): %s", strerror(-ret));
+		return ret;
+	}
+	ev_req_init(&m->stop_req, on_stop, m);
+	ret = evloop_poll(&m->loop, &m->stop_req, m->vm->stop_fd, POLLIN, false);
+	if (ret < 0)
+		return ret;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	m->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (m->sig_fd < 0) {
+		ret = -errno;
+		log_err("signalfd: %s", strerror(-ret));
+		return ret;
+	}
+	ev_req_init(&m->sig_req, on_signal, m);
+	ret = evloop_poll(&m->loop, &m->sig_req, m->sig_fd, POLLIN, true);
+	if (ret < 0)
+		return ret;
+
+	if (m->stdin_console) {
+		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+		ev_req_init(&m->stdin_req, on_stdin, m);
+		ret = evloop_poll(&m->loop, &m->stdin_req, STDIN_FILENO, POLLIN, true);
+		if (ret < 0)
+			return ret;
+	}
+
+#if HAVE_CTL
+	if (cfg->control_path) {
+		struct ctl_config cc = { .path = cfg->control_path, .loop = &m->loop,
+					 .ops = &ctl_ops, .vm_opaque = m };
+
+		ret = ctl_server_create(&cc, &m->ctl);
+		if (ret < 0)
+			return ret;
+	}
+#else
+	if (cfg->control_path) {
+		log_err("--control: this build has no control socket");
+		return -ENOTSUP;
+	}
+#endif
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg;
+	struct vmm m;
+	char err[256];
+	sigset_t set;
+	int ret, status, console_fd;
+
+	log_init_from_env();
+	memset(&m, 0, sizeof(m));
+	m.sig_fd = -1;
+	ret = config_parse(argc, argv, &cfg, err, sizeof(err));
+	if (ret == CONFIG_HELP) {
+		fputs(config_usage(), stdout);
+		return 0;
+	}
+	if (ret < 0) {
+		fprintf(stderr, "vmm: %s\n", err);
+		return VM_EXIT_USAGE;
+	}
+	if (check_host(&cfg) < 0)
+		return VM_EXIT_STARTUP;
+
+	/* Block the termination signals before any thread exists: they arrive on signalfd. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGVCPUKICK);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	console_fd = open_console(&cfg);
+	if (console_fd < 0)
+		return VM_EXIT_STARTUP;
+	m.stdin_console = !cfg.console_file;
+
+	ret = vm_create(&cfg, console_fd, &m.vm);
+	if (ret < 0)
+		return VM_EXIT_STARTUP;
+	ret = setup_loop(&m, &cfg);
+	if (ret < 0) {
+		status = VM_EXIT_STARTUP;
+		goto out;
+	}
+	if (m.stdin_console)
+		tty_make_raw(&m);
+	ret = vm_start(m.vm);
+	if (ret == 0) {
+		ret = evloop_run(&m.loop);
+		if (ret < 0) {
+			log_err("event loop: %s", strerror(-ret));
+			vm_request_stop(m.vm, VM_STOP_INTERNAL, 0);
+		}
+	}
+	status = vm_exit_status(m.vm);
+	tty_restore(&m);
+	{
+		enum vm_stop_reason r = m.vm->stop_reason;
+
+		if (r == VM_STOP_POWEROFF || r == VM_STOP_DEBUG_EXIT)
+			log_dbg("guest %s: exit status %d", vm_stop_reason_name(r), status);
+		else
+			log_info("guest %s: exit status %d", vm_stop_reason_name(r), status);
+	}
+out:
+	tty_restore(&m);
+#if HAVE_CTL
+	if (m.ctl)
+		ctl_server_destroy(m.ctl);
+#endif
+	vm_destroy(m.vm);
+	if (m.sig_fd >= 0)
+		close(m.sig_fd);
+	evloop_destroy(&m.loop);
+	return status;
+}
