@@ -16,9 +16,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct acpi;
 struct bus;
 struct guest_mem;
 struct platform;
+
+/*
+ * An interrupt input a platform device drives (ISA IRQ = GSI here). @set is called with the
+ * device's lock held, only when the level changes; the platform implements it with
+ * KVM_IRQ_LINE, unit tests with a recorder.
+ */
+struct platform_irq {
+	void (*set)(void *opaque, unsigned int gsi, int level);
+	void *opaque;
+	unsigned int gsi;
+};
+
+/* Fixed legacy resources (what the DSDT/FADT describe). */
+#define PLATFORM_COM1_PORT		0x3f8
+#define PLATFORM_COM1_IRQ		4
+#define PLATFORM_RTC_PORT		0x70
+#define PLATFORM_RTC_IRQ		8
+#define PLATFORM_SCI_IRQ		9
+#define PLATFORM_PM_PORT		0x600	/* PM1a_EVT +0, PM1a_CNT +4, PM_TMR +8, RESET +0xc */
+#define PLATFORM_PORT_RESET_CONTROL	0xcf9
+#define PLATFORM_PORT_DEBUG_EXIT	0xf4
 
 enum platform_exit {
 	PLATFORM_EXIT_POWEROFF,		/* ACPI S5 written to PM1a_CNT */
@@ -48,6 +70,21 @@ void platform_destroy(struct platform *p);
  * guest RAM at LAYOUT_ACPI_BASE; *rsdp_gpa receives the RSDP address for boot_params.
  */
 int  platform_write_acpi(struct platform *p, uint64_t *rsdp_gpa);
+
+/*
+ * The ACPI builder, so other modules (PCI: the PCI0 host bridge in the DSDT, MCFG) can add
+ * content before platform_write_acpi(); see vmm/acpi/acpi.h for the contract. Never NULL.
+ */
+struct acpi *platform_acpi(struct platform *p);
+
+/*
+ * Port 0xCF9 (reset control) lies inside the PCI type-1 window 0xCF8..0xCFF. The platform
+ * registers [0xCF9, 1) itself; a PCI host bridge that wants to claim 0xCF8..0xCFF as one range
+ * must bus_unregister(pio, PLATFORM_PORT_RESET_CONTROL) first and forward 1-byte accesses at
+ * 0xCF9 to these (any vCPU thread).
+ */
+uint8_t platform_reset_control_read(struct platform *p);
+void    platform_reset_control_write(struct platform *p, uint8_t val);
 
 /* Bytes typed on the console (main loop). */
 void platform_console_input(struct platform *p, const uint8_t *buf, size_t len);
