@@ -1,0 +1,63 @@
+#!/bin/bash
+# Test host (L1) stage 2: PID 1 after switch_root, running from the host's shared tree (read-only
+# virtio-fs under a tmpfs overlay). Loads the modules the tests need, sets up the network if
+# asked, runs the command written by tests/lab/run with its output on ttyS1, reports the exit
+# status on the console (ttyS0) and in the run directory, and powers off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=dumb LANG=C.UTF-8
+con=/dev/ttyS0
+exec </dev/null >$con 2>&1
+
+bye() { sync; /bin/busybox poweroff -f; sleep 10; }
+trap bye EXIT
+
+declare -A arg
+for a in $(cat /proc/cmdline); do
+	case "$a" in lab.*=*) k=${a%%=*}; arg[${k#lab.}]=${a#*=} ;; esac
+done
+run=${arg[run]:-}
+kv=$(uname -r)
+[ -n "${arg[debug]:-}" ] && { read -r up _ </proc/uptime; echo "LAB-STAGE2 uptime=$up"; }
+
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/lock /run/user
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+# The package's modules under the path modprobe expects (the host has none for this kernel)
+if [ -n "${arg[kmod]:-}" ]; then
+	mkdir -p "/lib/modules/$kv"
+	mount --bind "${arg[kmod]}/lib/modules/$kv" "/lib/modules/$kv"
+fi
+# kvm-amd needs ~2 s of emulated CPU to initialise: load it on one vCPU while the other
+# loads the rest, through busybox's modprobe (one static process, ~4x faster here than kmod's).
+/bin/busybox modprobe kvm-amd &
+kvmload=$!
+# The rest through busybox's modprobe: one static process, ~4x faster here than kmod's.
+/bin/busybox modprobe -a tun bridge veth 8021q nf_tables nft_chain_nat nft_masq nf_nat \
+	nf_conntrack nft_ct nft_fib_inet nft_reject_inet virtio_net virtio_blk virtio-rng vhost_net \
+	vhost_vsock sch_netem || echo "LAB: some modules did not load"
+wait "$kvmload" || echo "LAB: kvm-amd did not load"
+[ -n "${arg[debug]:-}" ] && { read -r up _ </proc/uptime; echo "LAB-MODULES uptime=$up"; }
+hostname "${arg[name]:-lab}"
+ip link set lo up
+if [ -n "${arg[ip]:-}" ]; then
+	dev=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+	ip addr add "${arg[ip]}" dev "$dev" && ip link set "$dev" up
+fi
+read -r up _ </proc/uptime
+echo "LAB-READY uptime=$up kvm=$([ -c /dev/kvm ] && echo yes || echo no)"
+
+st=125
+if [ -n "$run" ] && [ -f "$run/cmd.sh" ]; then
+	stty -F /dev/ttyS1 raw -echo 2>/dev/null
+	exec 3>/dev/ttyS1
+	setsid -w /bin/bash "$run/cmd.sh" </dev/null >&3 2>&3
+	st=$?
+	exec 3>&-	# the last close waits until the UART has sent everything
+	echo "$st" >"$run/status"
+else
+	echo "LAB: no command (lab.run=$run)"
+fi
+echo "LAB-EXIT status=$st"
