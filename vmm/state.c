@@ -59,16 +59,17 @@ static uint64_t get_le64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); retur
 
 /* ---------------------------------------------------------------- writer */
 
-static void writer_init(struct state_writer *w, size_t limit)
+void sw_init(struct state_writer *w, size_t limit)
 {
 	memset(w, 0, sizeof(*w));
 	w->limit = limit;
 }
 
-static void writer_free(struct state_writer *w)
+void sw_release(struct state_writer *w)
 {
 	free(w->buf);
 	w->buf = NULL;
+	w->len = w->cap = 0;
 }
 
 /* Reserve @n bytes at the end; NULL (and w->err set) on failure. */
@@ -238,6 +239,15 @@ int sr_next(struct state_reader *r, struct state_field *f)
 	f->data = p + TLV_HDR_LEN;
 	r->off += TLV_HDR_LEN + len;
 	return 1;
+}
+
+void sr_init(struct state_reader *r, const void *buf, size_t len, const char *what)
+{
+	r->p = buf;
+	r->len = len;
+	r->off = 0;
+	r->name = what;
+	r->id = "";
 }
 
 int sr_skip_unknown(const struct state_reader *r, const struct state_field *f)
@@ -581,7 +591,7 @@ static int section_save(struct state_entry *e, struct state_sink *sink)
 	uint32_t crc;
 	int ret;
 
-	writer_init(&w, STATE_DEFAULT_MAX_BODY);
+	sw_init(&w, STATE_DEFAULT_MAX_BODY);
 	ret = ops->save(e->opaque, &w);
 	if (ret >= 0)
 		ret = sw_error(&w);
@@ -615,7 +625,7 @@ static int section_save(struct state_entry *e, struct state_sink *sink)
 	if (ret < 0)
 		log_err("%s[%s]: write: %s", ops->name, e->id, strerror(-ret));
 out:
-	writer_free(&w);
+	sw_release(&w);
 	return ret;
 }
 

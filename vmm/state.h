@@ -101,6 +101,14 @@ struct state_writer {
 	int err;
 };
 
+/*
+ * For users of the TLV codec outside a section (e.g. the migration CONFIG message):
+ * an empty writer limited to @limit bytes, and freeing its buffer. state_save_all does this
+ * itself for sections.
+ */
+void sw_init(struct state_writer *w, size_t limit);
+void sw_release(struct state_writer *w);
+
 int sw_u8(struct state_writer *w, uint16_t tag, uint8_t v, uint16_t flags);
 int sw_u16(struct state_writer *w, uint16_t tag, uint16_t v, uint16_t flags);
 int sw_u32(struct state_writer *w, uint16_t tag, uint32_t v, uint16_t flags);
@@ -138,6 +146,8 @@ struct state_reader {
  * structure, so -EBADMSG here means a bug or a nested list (which is checked too).
  */
 int sr_next(struct state_reader *r, struct state_field *f);
+/* A reader over a bare TLV list (outside a section); @what names it in error messages. */
+void sr_init(struct state_reader *r, const void *buf, size_t len, const char *what);
 /*
  * For load()'s default case: 0 (skip) for an unknown optional tag, -EPROTO with a clear log
  * line for an unknown REQUIRED one.
