@@ -362,8 +362,14 @@ static json_object *handle_line(struct ctl_server *srv, struct ctl_client *c, co
 	req = json_tokener_parse_ex(tok, line, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
+	if (!req && jerr == json_tokener_continue) {
+		/* A bare number may go on; the line is complete, so say the input ended. */
+		req = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		end = len;
+	}
 	json_tokener_free(tok);
-	if (!req || jerr != json_tokener_success) {
+	if (jerr != json_tokener_success) {
 		char desc[160];
 
 		json_object_put(req);
@@ -379,7 +385,7 @@ static json_object *handle_line(struct ctl_server *srv, struct ctl_client *c, co
 					  "JSON parse error: trailing data after the request", NULL);
 		}
 	}
-	if (!json_object_is_type(req, json_type_object)) {
+	if (!req || !json_object_is_type(req, json_type_object)) {	/* NULL: JSON null */
 		json_object_put(req);
 		return make_error(CTL_ERR_REQUEST, "a request must be a JSON object", NULL);
 	}
@@ -938,6 +944,25 @@ unsigned int ctl_server_nr_clients(const struct ctl_server *srv)
 	return srv->nr_clients;
 }
 
+/*
+ * After a successful connect: does the server answer? A process killed a moment ago still
+ * has its listening socket while the kernel tears its io_uring down asynchronously, so a
+ * connect can succeed and then be reset. Ask for the command list and wait up to 500 ms:
+ * any reply, or silence (a server busy for a moment), counts as live; EOF/reset as dead.
+ */
+static bool answers(int fd)
+{
+	static const char probe[] = "{\"execute\":\"query-commands\"}\n";
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (send(fd, probe, sizeof(probe) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+		return false;
+	if (poll(&pfd, 1, 500) <= 0)
+		return true;
+	return recv(fd, &c, 1, MSG_DONTWAIT) == 1;
+}
+
 /* Is a server accepting on @addr? Connect test: refused = stale, anything else = live. */
 static int probe_existing(const char *path, const struct sockaddr_un *addr)
 {
@@ -955,6 +980,12 @@ static int probe_existing(const char *path, const struct sockaddr_un *addr)
 	if (fd < 0)
 		return -errno;
 	ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	if (ret == 0 && !answers(fd)) {
+		/* A vmm that just died: its listener lingers until its ring is torn down. */
+		close(fd);
+		errno = ECONNREFUSED;
+		ret = -1;
+	}
 	if (ret == 0 || errno == EAGAIN || errno == EINPROGRESS) {
 		/* EAGAIN: a live server whose backlog is full. */
 		close(fd);
