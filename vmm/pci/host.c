@@ -88,8 +88,12 @@ static void conf1_addr_read(void *opaque, uint64_t off, void *data, uint32_t len
 	struct pci_bus *pb = opaque;
 	uint32_t v;
 
+	if (off == 1 && len == 1) {
+		le_put(data, 1, pb->env.cf9_read ? pb->env.cf9_read(pb->env.opaque) : 0);
+		return;
+	}
 	if (off != 0 || len != 4) {
-		le_put(data, len, 0);	/* RCR and odd-sized accesses read 0 */
+		le_put(data, len, 0);	/* odd-sized accesses read 0 */
 		return;
 	}
 	pthread_rwlock_rdlock(&pb->lock);
@@ -260,6 +264,8 @@ int pci_init(struct pci_bus *pb, const struct pci_env *env)
 	if (!env->pio || !env->mmio)
 		return 0;	/* unit tests drive pci_cfg_* directly */
 
+	/* 0xCF9 is forwarded from our range (pci_env.cf9_*); -ENOENT if the platform has none. */
+	bus_unregister(env->pio, PCI_CONF1_ADDR_PORT + 1);
 	ret = bus_register(env->pio, PCI_CONF1_ADDR_PORT, 4, "pci-conf1-addr", &conf1_addr_ops, pb);
 	if (ret < 0)
 		goto err;
@@ -372,4 +378,18 @@ int pci_register_device(struct pci_bus *pb, struct pci_device *d)
 out:
 	pthread_rwlock_unlock(&pb->lock);
 	return ret;
+}
+
+void pci_unregister_device(struct pci_bus *pb, struct pci_device *d)
+{
+	pthread_rwlock_wrlock(&pb->lock);
+	if (d->bus == pb && d->slot < PCI_NR_SLOTS && pb->slots[d->slot] == d) {
+		pb->slots[d->slot] = NULL;
+		for (unsigned int i = 0; i < PCI_NR_BARS; i++) {
+			if (d->bars[i].active && d->ops && d->ops->bar_moved)
+				d->ops->bar_moved(d, i, d->bars[i].addr, false);
+			d->bars[i].active = false;
+		}
+	}
+	pthread_rwlock_unlock(&pb->lock);
 }

@@ -51,6 +51,7 @@ struct pci_device;
 #define PCI_INTX_FIRST_GSI	16		/* _PRT: slot s, pin p -> GSI 16 + (s + p) % 8 */
 #define PCI_MMIO64_SIZE		(32ull << 30)	/* 64-bit window: 32 GiB above RAM */
 #define PCI_MMIO64_ALIGN	(1ull << 30)
+#define PCI_ECAM_LAST_BUS	0xff		/* LAYOUT_PCI_ECAM_SIZE / 1 MiB - 1 */
 
 /* Type-1 configuration access registers (0xCF8 address, 0xCFC-0xCFF data). */
 #define PCI_CONF1_ADDR_PORT	0xCF8
@@ -121,10 +122,12 @@ struct pci_env {
 	int vm_fd;			/* for ioeventfds of devices */
 	uint64_t ram_top;		/* highest guest-physical RAM address + 1 */
 	/*
-	 * A byte write to 0xCF9 (the reset control register shares the dword at 0xCF8 with the
-	 * type-1 address register, so the PCI host owns the port range). NULL: ignored.
-	 * vCPU thread; must only set a flag and kick.
+	 * Port 0xCF9 (reset control) shares the dword at 0xCF8 with the type-1 address register:
+	 * pci_init() takes [0xCF8, 0xCFC) as one range (unregistering the platform's [0xCF9, 1)
+	 * first) and forwards 1-byte accesses at 0xCF9 here — normally to
+	 * platform_reset_control_read/write. NULL: reads 0, writes dropped. Any vCPU thread.
 	 */
+	uint8_t (*cf9_read)(void *opaque);
 	void (*cf9_write)(void *opaque, uint8_t val);
 	void *opaque;
 };
@@ -168,6 +171,9 @@ int  pci_device_add_cap(struct pci_device *d, uint8_t cap_id, uint8_t len, uint8
  * before vCPUs run. 0, -ENOSPC (no slot or window space) or -EINVAL.
  */
 int  pci_register_device(struct pci_bus *pb, struct pci_device *d);
+
+/* Take @d off the bus (its BARs stop decoding, bar_moved(.., false) is called). */
+void pci_unregister_device(struct pci_bus *pb, struct pci_device *d);
 
 /*
  * Configuration access by (bus, device, function, register) — the one path both 0xCFC and
@@ -214,18 +220,25 @@ void pci_device_save(struct pci_device *d, struct pci_device_state *st);
  */
 int  pci_device_load(struct pci_device *d, const struct pci_device_state *st);
 
-/* ---- ACPI (pci/acpi.c) ---- */
+/* ---- ACPI (pci/acpi.c), through the platform's builder (vmm/acpi/acpi.h) ---- */
+
+struct acpi;
+struct acpi_mcfg;
+struct aml;
 
 /*
- * The DSDT contribution: AML bytes of
- *   Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG, _BBN, _UID, _CRS, _PRT,
- *                                  _OSC }
- *                  Device (PRES) { _HID PNP0C02: reserves the ECAM range } }
- * to append to the DSDT body. Writes at most @cap bytes; returns the full length (call with
- * cap 0 to size the buffer), so a result > @cap means "buffer too small".
+ * Add the PCI host to the ACPI tables: DSDT
+ *   Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG 0, _BBN 0, _UID 0,
+ *                                   _CRS (buses 0-255, I/O 0xCF8/8, I/O windows, MMIO32 and
+ *                                   MMIO64 windows), _PRT (slots 1-31, INTA-D -> GSIs),
+ *                                   _OSC }
+ *                   Device (PRES) { _HID PNP0C02, _CRS: the ECAM range } }
+ * and MCFG (ECAM at LAYOUT_PCI_ECAM_BASE, buses 0-255). Start-up, before
+ * platform_write_acpi(); after pci_init(). 0 or -errno.
  */
-size_t pci_acpi_dsdt(const struct pci_bus *pb, uint8_t *buf, size_t cap);
-/* The whole MCFG table (header + one allocation), checksummed. Same return convention. */
-size_t pci_acpi_mcfg(const struct pci_bus *pb, uint8_t *buf, size_t cap);
+int  pci_acpi_contribute(const struct pci_bus *pb, struct acpi *acpi);
+/* The pieces, for tests. */
+void pci_acpi_dsdt_aml(const struct pci_bus *pb, struct aml *a);
+void pci_acpi_mcfg(struct acpi_mcfg *mcfg);
 
 #endif
