@@ -62,6 +62,8 @@ static int reserve(struct aml *a, size_t n)
 
 void aml_bytes(struct aml *a, const void *p, size_t n)
 {
+	if (n == 0)
+		return;		/* p may be NULL (an empty writer's buffer) */
 	if (reserve(a, n) < 0)
 		return;
 	memcpy(a->buf + a->len, p, n);
