@@ -75,7 +75,8 @@ int pci_device_set_bar(struct pci_device *d, unsigned int idx, uint64_t size, bo
 	if (idx >= PCI_NR_BARS || (is64 && idx + 1 >= PCI_NR_BARS) || size < 16 ||
 	    (size & (size - 1)) || (!is64 && size > (1ull << 31)) || !ops)
 		return -EINVAL;
-	if (d->bars[idx].size || (is64 && d->bars[idx + 1].size))
+	if (d->bars[idx].size || (is64 && d->bars[idx + 1].size) ||
+	    (idx > 0 && d->bars[idx - 1].is64))
 		return -EEXIST;
 	flags |= is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : PCI_BASE_ADDRESS_MEM_TYPE_32;
 	if (prefetch)
