@@ -72,3 +72,5 @@ check-unit: asan
 
 clean:
 	rm -rf build build-asan
+test_msix_LDFLAGS := -Wl,--wrap=kvm_ioctl
+test_virtio_pci_LDFLAGS := -Wl,--wrap=kvm_ioctl
