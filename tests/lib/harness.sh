@@ -1,0 +1,45 @@
+# Shared helpers for vmctl's shell tests (source it: . "$(dirname "$0")/../lib/harness.sh").
+# A test script is one executable file: exit 0 pass, 77 skip (say why on stdout), anything
+# else fail. Every wait is bounded; every process and file a test makes is cleaned up by it.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The build the tests use: ASan/UBSan by default (what `make asan` makes), or VMCTL_BUILD=build
+BUILD=${VMCTL_BUILD:-$ROOT/build-asan}
+BIN=$BUILD/bin
+GUEST=${VMCTL_GUEST:-$ROOT/build/guest}
+T_NAME=$(basename "$0" .sh)
+T_TMP=$(mktemp -d "/tmp/vmctl-test.$T_NAME.XXXXXX")
+_t_cleanups=()
+t_cleanup() {
+	local i
+	for ((i = ${#_t_cleanups[@]} - 1; i >= 0; i--)); do eval "${_t_cleanups[i]}" || true; done
+	rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+# on_exit 'command': run at exit, last registered first
+on_exit() { _t_cleanups+=("$1"); }
+
+log() { echo "[$T_NAME] $*"; }
+fail() { echo "[$T_NAME] FAIL: $*"; exit 1; }
+skip() { echo "[$T_NAME] SKIP: $*"; exit 77; }
+pass() { echo "[$T_NAME] PASS${1:+: $*}"; exit 0; }
+need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root"; }
+need_file() { [ -e "$1" ] || fail "missing $1 (run make / make guest / make lab first)"; }
+
+# kvm_verdict: hardware | emulated | none (through build/bin/kvmcheck's exit status)
+kvm_verdict() {
+	local st
+	"$BIN/kvmcheck" >/dev/null 2>&1
+	st=$?
+	case $st in 0) echo hardware ;; 2) echo emulated ;; *) echo none ;; esac
+}
+
+# wait_for FILE REGEX SECONDS: wait until a line of FILE matches, return 1 on timeout
+wait_for() {
+	local f=$1 re=$2 t=$3 end=$((SECONDS + $3))
+	while [ $SECONDS -lt $end ]; do
+		grep -qaE "$re" "$f" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
