@@ -74,3 +74,27 @@ clean:
 	rm -rf build build-asan
 test_msix_LDFLAGS := -Wl,--wrap=kvm_ioctl
 test_virtio_pci_LDFLAGS := -Wl,--wrap=kvm_ioctl
+
+# ---- test guest, test host, tests, demo, benchmarks (see docs/testing.md) ----
+deps:
+	scripts/install-deps.sh
+
+guest:
+	firmware/guest/build.sh
+
+# the test host's boot files and the int3 probe (a tiny KVM program used by the tests)
+lab: guest build/lab/probe-int3
+	tests/lab/build.sh
+
+build/lab/probe-int3: tests/lab/probe-int3.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+test:
+	tests/run-all.sh
+
+demo: all guest lab
+	scripts/demo.sh
+
+bench: all guest lab
+	bench/boot-qemu.sh

@@ -1,0 +1,82 @@
+#!/bin/bash
+# `make test`: everything, in tiers, ending with one summary line `N passed, N failed, N skipped`.
+#  1. dependencies (scripts/install-deps.sh: installs what is missing when root)
+#  2. build: release (build/) and ASan/UBSan (build-asan/), the test guest and the test host
+#  3. unit tests (cmocka, ASan build)            — bare machine
+#  4. tests/tiny/*.sh and tests/host/*.sh       — bare machine (tiny guests on any KVM, the
+#     kvm detection and probe on this /dev/kvm, the test host's own tests)
+#  5. tests/guest/*.sh, real guests             — directly where /dev/kvm is hardware, else all
+#     inside ONE test host boot (tests/lab/run), the same scripts either way
+# Environment: TEST_ONLY="host guest" to pick tiers among unit host guest; JOBS (make -j).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+JOBS=${JOBS:-2}
+tiers=${TEST_ONLY:-unit host guest}
+P=0 F=0 S=0
+add() { P=$((P + $1)); F=$((F + $2)); S=$((S + $3)); }
+step() { echo; echo "=== $*"; }
+t_start=$SECONDS
+
+step "dependencies"
+if ! scripts/install-deps.sh; then
+	echo "run-all: dependencies missing"; echo "0 passed, 1 failed, 0 skipped"; exit 1
+fi
+
+step "build (release, ASan, test guest, test host)"
+if ! { make -j"$JOBS" all && make -j"$JOBS" asan && make guest lab; }; then
+	echo "run-all: build failed"; echo "0 passed, 1 failed, 0 skipped"; exit 1
+fi
+
+if [[ " $tiers " == *" unit "* ]]; then
+	step "unit tests (cmocka, ASan)"
+	make check-unit 2>&1 | tee build/unit.log
+	ust=${PIPESTATUS[0]}
+	up=$(grep -a -oE '\[  PASSED  \] [0-9]+' build/unit.log | awk '{s += $NF} END {print s + 0}')
+	uf=$(grep -a -oE '\[  FAILED  \] [0-9]+' build/unit.log | awk '{s += $NF} END {print s + 0}')
+	[ "$ust" != 0 ] && [ "$uf" = 0 ] && uf=1	# a unit binary that crashed before reporting
+	echo "unit: $up passed, $uf failed"
+	add "$up" "$uf" 0
+fi
+
+if [[ " $tiers " == *" host "* ]]; then
+	step "bare machine: tiny guests and host tests"
+	dirs=()
+	for d in tests/tiny tests/host; do [ -d "$d" ] && dirs+=("$d"); done
+	tests/run-tests.sh --counts build/host.counts "${dirs[@]}"
+	read -r a b c <build/host.counts
+	add "$a" "$b" "$c"
+fi
+
+if [[ " $tiers " == *" guest "* ]]; then
+	verdict=$(build-asan/bin/kvmcheck); vst=$?
+	echo "$verdict"
+	mkdir -p build/lab-out
+	rm -f build/lab-out/guest.counts
+	if [ $vst = 0 ]; then
+		step "real guests, directly on this hardware KVM"
+		tests/run-tests.sh --counts build/lab-out/guest.counts tests/guest
+	else
+		step "real guests, inside one test host boot (tests/lab/run)"
+		for try in 1 2; do
+			tests/lab/run --timeout 1200 -- tests/run-tests.sh --counts build/lab-out/guest.counts tests/guest
+			st=$?
+			# an L1 kernel crash is an infrastructure failure, not a test result: one retry
+			[ $st = 125 ] && [ $try = 1 ] && { echo "run-all: test host crashed; retrying once"; continue; }
+			break
+		done
+		[ $st = 124 ] && echo "run-all: real-guest tier timed out"
+		[ $st = 125 ] && echo "run-all: TEST HOST CRASHED twice (build/lab-out/crashes.log)"
+	fi
+	if [ -f build/lab-out/guest.counts ]; then
+		read -r a b c <build/lab-out/guest.counts
+		add "$a" "$b" "$c"
+	else
+		add 0 1 0
+	fi
+fi
+
+echo
+echo "=== all tiers done in $((SECONDS - t_start)) s"
+echo "$P passed, $F failed, $S skipped"
+[ $F = 0 ]

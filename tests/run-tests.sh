@@ -1,0 +1,51 @@
+#!/bin/bash
+# Run test scripts and count: exit 0 pass, 77 skip, anything else fail. Each script gets a
+# time limit (TEST_TIMEOUT, default 600 s). Prints one line per test and, last, the summary
+# `N passed, N failed, N skipped`; exits non-zero if any test failed.
+#   usage: tests/run-tests.sh [--counts FILE] [--log DIR] TEST_OR_DIR...
+#   --counts FILE   also write "passed failed skipped" there (for a caller adding up tiers)
+#   --log DIR       keep each test's output in DIR/<test>.log (default: a temp dir)
+set -uo pipefail
+counts= logdir=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--counts) counts=$2; shift 2 ;;
+	--log) logdir=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
+tmplog=
+if [ -z "$logdir" ]; then
+	logdir=$(mktemp -d /tmp/vmctl-tests.XXXXXX)
+	tmplog=$logdir
+fi
+mkdir -p "$logdir"
+tests=()
+for a in "$@"; do
+	if [ -d "$a" ]; then
+		for t in "$a"/*.sh; do [ -x "$t" ] && tests+=("$t"); done
+	else
+		tests+=("$a")
+	fi
+done
+p=0 f=0 s=0 failed=()
+for t in "${tests[@]}"; do
+	n=$(basename "$(dirname "$t")")/$(basename "$t" .sh)
+	lf=$logdir/${n//\//_}.log
+	t0=$SECONDS
+	timeout -k 10 "${TEST_TIMEOUT:-600}" "$t" >"$lf" 2>&1 </dev/null
+	st=$?
+	d=$((SECONDS - t0))
+	case $st in
+	0) p=$((p + 1)); echo "PASS $n (${d}s)" ;;
+	77) s=$((s + 1)); echo "SKIP $n: $(grep -m1 'SKIP' "$lf" | sed 's/.*SKIP: //')" ;;
+	*) f=$((f + 1)); failed+=("$n")
+	   echo "FAIL $n (exit $st, ${d}s) — last lines:"
+	   tail -n 15 "$lf" | sed 's/^/    /' ;;
+	esac
+done
+[ -n "$counts" ] && echo "$p $f $s" >"$counts"
+[ -n "$tmplog" ] && rm -rf "$tmplog"
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$p passed, $f failed, $s skipped"
+[ $f = 0 ]
