@@ -77,13 +77,11 @@ static const struct virtio_transport_ops transport_ops = {
 
 /* ---- status, reset, activation ---- */
 
-/* Device reset (status 0): everything the driver configured goes back to its initial value. */
-static void reset_locked(struct virtio_pci *vp)
+/* Transport registers back to their initial values (at creation and on device reset). */
+static void transport_reset_locked(struct virtio_pci *vp)
 {
 	struct virtio_dev *vd = vp->vd;
 
-	if (vd->ops->reset)
-		vd->ops->reset(vd);
 	vd->status = 0;
 	vd->active = false;
 	vd->acked_features = 0;
@@ -101,6 +99,14 @@ static void reset_locked(struct virtio_pci *vp)
 	}
 	vp->isr = 0;
 	pci_device_set_intx(&vp->pci, false);
+}
+
+/* Device reset (status 0): the device drops its work, then everything the driver set is gone. */
+static void reset_locked(struct virtio_pci *vp)
+{
+	if (vp->vd->ops->reset)
+		vp->vd->ops->reset(vp->vd);
+	transport_reset_locked(vp);
 }
 
 /* Ring addresses must be aligned as virtio 1.2 §2.7 requires for split queues. */
@@ -295,8 +301,9 @@ static void common_write_field(struct virtio_pci *vp, uint32_t off, uint32_t v)
 		vp->queue_sel = (uint16_t)v;
 		break;
 	case VIRTIO_PCI_COMMON_Q_SIZE:
-		if (queue_writable(vp, c))
-			c->size = (uint16_t)v;	/* validated at enable and at DRIVER_OK */
+		/* Only a reduction is meaningful (§4.1.4.3); power of 2 is checked at enable. */
+		if (queue_writable(vp, c) && v && v <= c->max_size)
+			c->size = (uint16_t)v;
 		break;
 	case VIRTIO_PCI_COMMON_Q_MSIX:
 		if (c)
@@ -556,7 +563,7 @@ int virtio_pci_add(const struct virtio_pci_env *env, struct virtio_dev *vd, stru
 	pthread_mutex_init(&vd->lock, NULL);
 	vd->transport = vp;
 	vd->tops = &transport_ops;
-	reset_locked(vp);
+	transport_reset_locked(vp);
 	vd->config_generation = 0;
 
 	ret = pci_register_device(env->pci, &vp->pci);
@@ -574,7 +581,9 @@ int virtio_pci_add(const struct virtio_pci_env *env, struct virtio_dev *vd, stru
 	}
 	log_info("%s: virtio-pci %04x:%04x at 00:%02x.0, BAR0 0x%llx (%u KiB), %u queues",
 		 vd->id, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + vd->device_type, vp->pci.slot,
-		 (unsigned long long)vp->pci.bars[0].addr, vp->bar_size >> 10, vd->nr_vqs);
+		 (unsigned long long)(pci_cfg_get32(&vp->pci, PCI_BASE_ADDRESS_0) & ~0xfu) |
+		 (unsigned long long)pci_cfg_get32(&vp->pci, PCI_BASE_ADDRESS_1) << 32,
+		 vp->bar_size >> 10, vd->nr_vqs);
 	*out = vp;
 	return 0;
 
