@@ -47,8 +47,8 @@ struct mig_dirty_ring {
 
 struct mig_dirty_stats {
 	uint64_t syncs;
-	uint64_t pages_kvm;		/* pages reported by KVM, all syncs */
-	uint64_t pages_vmm;		/* pages from guest_mem's bitmap, all syncs */
+	uint64_t pages;			/* pages reported, all syncs (KVM ∪ vmm) */
+	uint64_t pages_vmm;		/* of those, found in guest_mem's bitmap */
 	uint64_t last_sync_ns;		/* wall time of the last mig_dirty_sync */
 	uint64_t ring_harvests;		/* harvest calls (sync + ring-full exits) */
 };
@@ -67,7 +67,8 @@ struct mig_dirty {
 	struct mig_dirty_ring *rings;
 	unsigned int nr_rings;
 	uint32_t ring_entries;
-	uint64_t *pending;		/* ring: gfns harvested, not yet returned by a sync */
+	uint64_t *pending;		/* bits collected, not yet returned by a sync (all zero
+					   between syncs, except ring-full harvests) */
 	struct mig_dirty_stats st;
 };
 
