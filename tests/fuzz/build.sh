@@ -19,3 +19,8 @@ flags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -I. -Wall -Wextra -Werror -Wno-unused-par
 "$CC" "${flags[@]}" -o "$out/fuzz_virtqueue" tests/fuzz/fuzz_virtqueue.c \
 	vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
 echo "$out/fuzz_virtqueue"
+
+# The control socket's request parser and dispatcher.
+"$CC" "${flags[@]}" -o "$out/fuzz_ctl_request" tests/fuzz/fuzz_ctl_request.c \
+	vmm/ctl.c vmm/lib/evloop.c vmm/lib/log.c -luring -ljson-c -lpthread
+echo "$out/fuzz_ctl_request"

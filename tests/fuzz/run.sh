@@ -18,7 +18,7 @@ mkdir -p "$arts"
 work=$(mktemp -d /tmp/fuzz-corpus.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail=0
-for target in virtqueue; do
+for target in virtqueue ctl_request; do
 	mkdir -p "$work/$target"
 	echo "== fuzz_$target for ${secs}s"
 	"$out/fuzz_$target" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \

@@ -784,6 +784,92 @@ static void test_socket_deferred_keeps_order(void **state)
 	wait_clients(f, 0);
 }
 
+
+static void test_socket_client_limit(void **state)
+{
+	struct fx *f = *state;
+	int fds[CTL_MAX_CLIENTS], extra, i;
+	json_object *r;
+
+	start_loop(f);
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		fds[i] = connect_to(f->path);
+	wait_clients(f, CTL_MAX_CLIENTS);
+	/* One more: told why, then closed; the others are unaffected. */
+	extra = connect_to(f->path);
+	r = read_reply(extra);
+	assert_string_equal(err_class(r), CTL_ERR_GENERIC);
+	json_object_put(r);
+	assert_null(read_line_ex(extra, true));
+	close(extra);
+	send_str(fds[0], "{\"execute\":\"status\"}\n");
+	r = read_reply(fds[0]);
+	assert_non_null(json_object_object_get(r, "return"));
+	json_object_put(r);
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		close(fds[i]);
+	wait_clients(f, 0);
+}
+
+/* Consume exactly @n lines, in big reads (peek for the newlines, then take them). */
+static void drain_lines(int fd, int n)
+{
+	static char buf[65536];
+
+	while (n > 0) {
+		ssize_t got = recv(fd, buf, sizeof(buf), MSG_PEEK), take = 0;
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		assert_true(got > 0);
+		while (take < got && n > 0) {
+			char *nl = memchr(buf + take, '\n', (size_t)(got - take));
+
+			if (!nl)
+				break;
+			take = nl - buf + 1;
+			n--;
+		}
+		if (take == 0)
+			take = got;	/* one long partial line: consume it, keep counting */
+		while (recv(fd, buf, (size_t)take, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* A client that never reads its events is dropped once CTL_MAX_OUTPUT piles up. */
+static void test_socket_slow_reader_dropped(void **state)
+{
+	struct fx *f = *state;
+	char *pad = malloc(8192);
+	int lazy, good, i;
+	json_object *r;
+
+	memset(pad, 'p', 8191);
+	pad[8191] = '\0';
+	start_loop(f);
+	lazy = connect_to(f->path);
+	good = connect_to(f->path);
+	wait_clients(f, 2);
+	for (i = 0; i < (int)(CTL_MAX_OUTPUT / 8192) + 200; i++) {
+		json_object *d = json_object_new_object();
+
+		json_object_object_add(d, "pad", json_object_new_string(pad));
+		assert_int_equal(ctl_broadcast_event(f->srv, "NOISE", d), 0);
+		/* Keep the good client drained as we go. */
+		if (i % 8 == 7)
+			drain_lines(good, 8);
+	}
+	wait_clients(f, 1);
+	send_str(good, "{\"execute\":\"status\"}\n");
+	r = read_reply(good);
+	assert_non_null(json_object_object_get(r, "return"));
+	json_object_put(r);
+	close(lazy);
+	close(good);
+	free(pad);
+}
+
 /* ---- socket path handling ---- */
 
 static void test_path_in_use_stale_and_bad(void **state)
@@ -841,6 +927,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_line_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_disconnects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_deferred_keeps_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_socket_client_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_socket_slow_reader_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_in_use_stale_and_bad, setup, teardown),
 	};
 
