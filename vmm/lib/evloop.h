@@ -12,6 +12,11 @@
  *     evloop_run() starts / after it returned, with no other thread inside the loop.
  *   - Callbacks (request completions, posted functions, before-wait hooks) all run on the
  *     loop thread, one at a time; they may submit, cancel and post freely.
+ *   - evloop_post() is not async-signal-safe (mutex, malloc): signal handlers should use a
+ *     signalfd polled by the loop instead.
+ *   - Only the loop thread submits to the ring, so io_uring's task work — which can make the
+ *     submitting thread's blocking syscalls return early (EINTR on sockets with timeouts) —
+ *     never lands on vCPU threads.
  *   - Nothing may block the loop thread for long: it serves the virtqueue kicks, disk and
  *     tap I/O, the control socket and the migration stream. Threads that post work here
  *     must never wait for the loop while holding something the loop needs (vCPU threads

@@ -24,7 +24,8 @@
  * segments than the caller's array — a device limit, e.g. virtio-blk's seg_max, which a
  * driver that honours the config never exceeds) and marks the queue broken: every later
  * pop returns -EIO until vq_init/vq_reset. The device turns that into DEVICE_NEEDS_RESET.
- * Each kind of error is logged rate-limited with the queue's name.
+ * Errors are logged with the queue's name through one rate-limited call site (a guest
+ * cannot flood the host's log). -EIO needs no action: the queue was already reported.
  *
  * Migration. Every byte the vmm writes into guest RAM here — used ring elements, used idx,
  * avail_event, used flags, and (via vq_push's @written) the device-writable buffers — is
