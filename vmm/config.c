@@ -121,7 +121,7 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 
 	optind = 0;		/* full re-initialisation of getopt's state (GNU) */
 	opterr = 0;		/* we report errors ourselves, in one line */
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_INITRD: cfg->initrd = optarg; break;

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VM_CONFIG_MAX_CPUS	255	/* xAPIC ids fit in 8 bits; no x2APIC-only topologies */
+#define VM_CONFIG_MAX_CPUS	4096	/* command-line sanity bound; vm_create() applies the real limits */
+#define VM_MAX_CPUS		255	/* xAPIC ids fit in 8 bits: no x2APIC-only topologies */
 
 struct vm_config {
 	const char *kernel;		/* bzImage (Linux boot protocol, 64-bit entry) */

@@ -40,14 +40,24 @@ static const struct {
 	{ MSR_KERNEL_GS_BASE, 0 },
 	{ MSR_IA32_MISC_ENABLE, 1 },			/* fast-string operations enabled */
 	{ MSR_IA32_CR_PAT, 0x0007040600070406ull },	/* the architectural reset value */
-	/* MTRRs on with write-back as the default type: what firmware leaves for an OS. */
-	{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 },
 };
+
+/*
+ * MTRRs on, write-back as the default type: what firmware leaves for an OS (without it Linux
+ * logs "MTRRs disabled, skipping PAT initialization" and loses write-combining). KVM does not
+ * list the MTRR MSRs in KVM_GET_MSR_INDEX_LIST (QEMU saves them by name), but emulates them
+ * for every guest whose CPUID has MTRR, so this one is written when CPUID.1:EDX.MTRR is set.
+ */
+#define MTRR_DEF_TYPE_BOOT	((1u << 11) | 6)
 
 bool msr_boot_value(uint32_t index, uint64_t *val)
 {
 	unsigned int i;
 
+	if (index == MSR_MTRR_DEF_TYPE) {
+		*val = MTRR_DEF_TYPE_BOOT;
+		return true;
+	}
 	for (i = 0; i < sizeof(boot_msrs) / sizeof(boot_msrs[0]); i++)
 		if (boot_msrs[i].index == index) {
 			*val = boot_msrs[i].value;
@@ -91,11 +101,11 @@ static bool listed(const struct kvm_msr_list *list, uint32_t index)
 	return false;
 }
 
-int msr_init(int vcpu_fd, const struct kvm_msr_list *list)
+int msr_init(int vcpu_fd, const struct kvm_msr_list *list, bool mtrr)
 {
 	struct {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
+		struct kvm_msr_entry e[sizeof(boot_msrs) / sizeof(boot_msrs[0]) + 1];
 	} m;
 	unsigned int i, n = 0;
 	int ret;
@@ -106,6 +116,11 @@ int msr_init(int vcpu_fd, const struct kvm_msr_list *list)
 			continue;
 		m.e[n].index = boot_msrs[i].index;
 		m.e[n].data = boot_msrs[i].value;
+		n++;
+	}
+	if (mtrr) {
+		m.e[n].index = MSR_MTRR_DEF_TYPE;
+		m.e[n].data = MTRR_DEF_TYPE_BOOT;
 		n++;
 	}
 	m.hdr.nmsrs = n;

@@ -106,7 +106,7 @@ int vcpu_init(struct vcpu *v, struct vm *vm, unsigned int id)
 	ret = set_cpuid(v);
 	if (ret < 0)
 		goto err_unmap;
-	ret = msr_init(v->fd, vm->msrs);
+	ret = msr_init(v->fd, vm->msrs, cpuid_has_edx1(vm->cpuid, 12));
 	if (ret < 0)
 		goto err_unmap;
 	ret = kvm_ioctl(v->fd, KVM_SET_FPU, &fpu);

@@ -92,7 +92,10 @@ int  cpuid_get_supported(int sys_fd, struct kvm_cpuid2 **out);
 void cpuid_patch(struct kvm_cpuid2 *c, unsigned int apic_id, unsigned int nr_cpus);
 /* MSRs (msr.c): KVM's index list, and boot values for the ones it reports. */
 int  msr_list_get(int sys_fd, struct kvm_msr_list **out);
-int  msr_init(int vcpu_fd, const struct kvm_msr_list *list);
+/* @mtrr: CPUID has MTRR, so MTRRdefType is programmed too. */
+int  msr_init(int vcpu_fd, const struct kvm_msr_list *list, bool mtrr);
+/* CPUID.1:EDX bit @bit of the supported list. */
+bool cpuid_has_edx1(const struct kvm_cpuid2 *c, unsigned int bit);
 /* Values msr_init() programs, for tests: true if @index is initialised, value in @val. */
 bool msr_boot_value(uint32_t index, uint64_t *val);
 

@@ -252,6 +252,12 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 		ret = -E2BIG;
 		goto err_kvm;
 	}
+	if (cfg->cpus > VM_MAX_CPUS) {
+		log_err("%u vCPUs requested but this monitor supports at most %d (8-bit xAPIC ids)",
+			cfg->cpus, VM_MAX_CPUS);
+		ret = -E2BIG;
+		goto err_kvm;
+	}
 	if (cfg->cpus > (unsigned int)vm->kvm.nr_vcpus)
 		log_warn("%u vCPUs is more than KVM recommends on this host (%d)", cfg->cpus,
 			 vm->kvm.nr_vcpus);
