@@ -4,7 +4,10 @@
 . "$(dirname "$0")/../lib/harness.sh"
 need_root
 out=$("$ROOT/tests/lab/run2" --timeout 240 --out "$T_TMP/out" -- \
-	bash -c 'sleep 120 | timeout 100 busybox nc -l -p 5001 >/tmp/rx || exit 1
+	bash -c 'exec 3< <(exec sleep 200); hold=$!	# an open stdin: busybox nc quits at stdin EOF
+		busybox nc -l -p 5001 <&3 >/tmp/rx & nc=$!
+		for i in $(seq 500); do [ "$(stat -c %s /tmp/rx)" -ge 8388608 ] && break; sleep 0.2; done
+		kill $nc $hold
 		echo "A: received $(stat -c %s /tmp/rx) bytes sha=$(sha256sum </tmp/rx | cut -c1-32)"' -- \
 	bash -c 'busybox ping -c 3 -W 5 "$LAB_PEER_IP" || exit 2
 		head -c 8388608 /dev/urandom >/tmp/tx
