@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -870,6 +871,85 @@ static void test_socket_slow_reader_dropped(void **state)
 	free(pad);
 }
 
+
+/* ---- cli/vmm-ctl against the real server (skipped if the tool was not built) ---- */
+
+static char vmm_ctl[512];
+
+static bool find_vmm_ctl(void)
+{
+	char self[400];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return false;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return false;
+	*slash = '\0';		/* $(O)/tests -> $(O)/bin/vmm-ctl */
+	snprintf(vmm_ctl, sizeof(vmm_ctl), "%s/../bin/vmm-ctl", self);
+	return access(vmm_ctl, X_OK) == 0;
+}
+
+/* Run vmm-ctl with @args (shell words); its first output line into @out; exit status. */
+static int run_ctl(const char *args, char *out, size_t outlen)
+{
+	char cmd[1024];
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "timeout 20 %s %s 2>&1", vmm_ctl, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	out[0] = '\0';
+	if (fgets(out, (int)outlen, p))
+		out[strcspn(out, "\n")] = '\0';
+	while (fgetc(p) != EOF)
+		;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_vmm_ctl_tool(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char out[1024], args[512], mute[160];
+	int lfd;
+
+	if (!find_vmm_ctl())
+		skip();
+	start_loop(f);
+	snprintf(args, sizeof(args), "%s status", f->path);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "\"status\":\"running\""));
+	snprintf(args, sizeof(args), "%s '{\"execute\":\"pause\",\"id\":5}'", f->path);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 0);
+	assert_string_equal(out, "{\"return\":{},\"id\":5}");
+	assert_int_equal(f->vm.pauses, 1);
+	/* An error reply: printed, exit 1. */
+	snprintf(args, sizeof(args), "%s pause", f->path);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, CTL_ERR_STATE));
+	/* Not JSON, no server: exit 2. */
+	snprintf(args, sizeof(args), "%s '{oops'", f->path);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 2);
+	snprintf(args, sizeof(args), "%s/none.sock status", f->dir);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 2);
+	/* A server that accepts nothing and answers nothing: the timeout, exit 3. */
+	snprintf(mute, sizeof(mute), "%s/mute.sock", f->dir);
+	strcpy(a.sun_path, mute);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	snprintf(args, sizeof(args), "-t 0.3 %s status", mute);
+	assert_int_equal(run_ctl(args, out, sizeof(out)), 3);
+	close(lfd);
+	unlink(mute);
+}
+
 /* ---- socket path handling ---- */
 
 static void test_path_in_use_stale_and_bad(void **state)
@@ -929,6 +1009,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_deferred_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_client_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_slow_reader_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vmm_ctl_tool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_in_use_stale_and_bad, setup, teardown),
 	};
 
