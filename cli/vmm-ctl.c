@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 	char *buf = NULL, *line;
 	size_t len = 0, cap = 0, off = 0, reqlen;
 	uint64_t deadline;
-	int fd, opt, ret;
+	int fd = -1, opt, ret;
 
 	while ((opt = getopt(argc, argv, "t:eh")) != -1) {
 		switch (opt) {
@@ -93,6 +93,7 @@ int main(int argc, char **argv)
 		req = json_tokener_parse(request);
 		if (!req || !json_object_is_type(req, json_type_object)) {
 			fprintf(stderr, "vmm-ctl: the request is not a JSON object\n");
+			json_object_put(req);
 			return 2;
 		}
 	} else {
@@ -101,15 +102,16 @@ int main(int argc, char **argv)
 	}
 	request = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &reqlen);
 
+	ret = 2;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		fprintf(stderr, "vmm-ctl: %s: socket path too long\n", path);
-		return 2;
+		goto out;
 	}
 	strcpy(addr.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fprintf(stderr, "vmm-ctl: %s: cannot connect: %s\n", path, strerror(errno));
-		return 2;
+		goto out;
 	}
 
 	/* Send the request line. */
@@ -118,15 +120,14 @@ int main(int argc, char **argv)
 		size_t n = off < reqlen ? reqlen - off : 1;
 		ssize_t w;
 
-		ret = wait_fd(fd, POLLOUT, deadline);
-		if (ret == 0)
+		if (wait_fd(fd, POLLOUT, deadline) == 0)
 			goto timeout;
 		w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
 			fprintf(stderr, "vmm-ctl: %s: send: %s\n", path, strerror(errno));
-			return 2;
+			goto out;
 		}
 		off += (size_t)w;
 	}
@@ -145,7 +146,8 @@ int main(int argc, char **argv)
 			reply = json_tokener_parse(line);
 			if (!reply || !json_object_is_type(reply, json_type_object)) {
 				fprintf(stderr, "vmm-ctl: malformed reply: %.200s\n", line);
-				return 2;
+				json_object_put(reply);
+				goto out;
 			}
 			if (json_object_object_get_ex(reply, "event", &dummy)) {
 				if (show_events)
@@ -158,39 +160,44 @@ int main(int argc, char **argv)
 			printf("%s\n", line);
 			ret = json_object_object_get_ex(reply, "return", &dummy) ? 0 : 1;
 			json_object_put(reply);
-			json_object_put(req);
-			free(buf);
-			close(fd);
-			return ret;
+			goto out;
 		}
 		if (len == cap) {
+			char *p;
+
 			if (cap >= MAX_REPLY) {
 				fprintf(stderr, "vmm-ctl: reply line too long\n");
-				return 2;
+				goto out;
 			}
 			cap = cap ? cap * 2 : 65536;
-			buf = realloc(buf, cap);
-			if (!buf)
-				return 2;
+			p = realloc(buf, cap);
+			if (!p)
+				goto out;
+			buf = p;
 		}
-		ret = wait_fd(fd, POLLIN, deadline);
-		if (ret == 0)
+		if (wait_fd(fd, POLLIN, deadline) == 0)
 			goto timeout;
 		n = recv(fd, buf + len, cap - len, 0);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
 			fprintf(stderr, "vmm-ctl: %s: recv: %s\n", path, strerror(errno));
-			return 2;
+			goto out;
 		}
 		if (n == 0) {
 			fprintf(stderr, "vmm-ctl: %s: connection closed before a reply\n", path);
-			return 2;
+			goto out;
 		}
 		len += (size_t)n;
 	}
 
 timeout:
 	fprintf(stderr, "vmm-ctl: %s: no reply within %g s\n", path, timeout_s);
-	return 3;
+	ret = 3;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	json_object_put(req);
+	return ret;
 }
