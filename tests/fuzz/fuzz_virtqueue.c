@@ -91,6 +91,13 @@ static void run_queue(struct vq *vq, struct vq_chain *ch, uint8_t seed, bool unp
 					break;
 			}
 			w = touch(ch);
+			{
+				uint8_t tmp[300];
+				size_t off = (size_t)seed * 3;
+
+				(void)vq_chain_copy_from(ch, off, tmp, sizeof(tmp));
+				(void)vq_chain_copy_to(ch, off / 2, tmp, sizeof(tmp));
+			}
 			seed = (uint8_t)(seed * 33 + 7);
 			vq_push(vq, ch, seed & 1 ? w : w / (1u + seed % 5) + seed);
 		}

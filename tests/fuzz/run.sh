@@ -2,11 +2,11 @@
 # Run the fuzz targets for a bounded time each, starting from the committed corpus. New
 # inputs go to a temporary directory (the committed corpus is never rewritten); a crash
 # leaves its reproducer in $FUZZ_ARTIFACTS (default build/fuzz/artifacts) and fails.
-#   usage: tests/fuzz/run.sh [SECONDS_PER_TARGET]      (default 60; FUZZ_SECONDS also works)
+#   usage: tests/fuzz/run.sh [SECONDS_PER_TARGET]      (default 30; FUZZ_SECONDS also works)
 # Exit: 0 nothing found, 1 a crash/leak/timeout, 77 clang/libFuzzer not installed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-${FUZZ_SECONDS:-60}}
+secs=${1:-${FUZZ_SECONDS:-30}}
 out=${FUZZ_OUT:-build/fuzz}
 arts=${FUZZ_ARTIFACTS:-$out/artifacts}
 if ! command -v clang >/dev/null; then

@@ -341,6 +341,35 @@ static void test_zero_length_descriptors_dropped(void **state)
 	assert_int_equal(f->ch.out_len, 8);
 }
 
+
+static void test_chain_copy(void **state)
+{
+	struct fake *f = *state;
+	char out[32] = { 0 };
+
+	init_q(f, 8, false, false);
+	memcpy(g(f, BUF_GPA), "hello ", 6);
+	memcpy(g(f, BUF_GPA + 0x100), "virtio", 6);
+	desc(f, 0, BUF_GPA, 6, VRING_DESC_F_NEXT, 1);
+	desc(f, 1, BUF_GPA + 0x100, 6, VRING_DESC_F_NEXT, 2);
+	desc(f, 2, BUF_GPA + 0x200, 4, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 3);
+	desc(f, 3, R1_GPA, 4, VRING_DESC_F_WRITE, 0);
+	avail_add(f, 0);
+	assert_int_equal(vq_pop(&f->vq, &f->ch), 1);
+	/* Across a segment boundary, from an offset, short at the end. */
+	assert_int_equal(vq_chain_copy_from(&f->ch, 0, out, sizeof(out)), 12);
+	assert_memory_equal(out, "hello virtio", 12);
+	assert_int_equal(vq_chain_copy_from(&f->ch, 4, out, 4), 4);
+	assert_memory_equal(out, "o vi", 4);
+	assert_int_equal(vq_chain_copy_from(&f->ch, 12, out, 4), 0);
+	/* Writes go only to the writable part, never past it. */
+	assert_int_equal(vq_chain_copy_to(&f->ch, 2, "ABCDEFGH", 8), 6);
+	assert_memory_equal(g(f, BUF_GPA + 0x200), "\0\0AB", 4);
+	assert_memory_equal(g(f, R1_GPA), "CDEF", 4);
+	assert_memory_equal(g(f, R1_GPA + 4), "\0", 1);
+	assert_memory_equal(g(f, BUF_GPA), "hello ", 6);	/* readable part untouched */
+}
+
 /* ---- hostile chains ---- */
 
 static void test_desc_outside_ram(void **state)
@@ -744,6 +773,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_clamps_and_marks_only_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_chains_and_index_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_length_descriptors_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_desc_outside_ram, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_total_length_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loops_and_bad_indexes, setup, teardown),

@@ -349,6 +349,43 @@ unsigned int vq_inflight(const struct vq *vq)
 	return (uint16_t)(vq->last_avail_idx - vq->used_idx);
 }
 
+/* ---- copying ---- */
+
+/* Copy @len bytes between @buf and segments [first, last), starting @off bytes in. */
+static size_t chain_copy(const struct vq_chain *ch, unsigned int first, unsigned int last,
+			 size_t off, uint8_t *buf, size_t len, bool to_guest)
+{
+	size_t done = 0;
+	unsigned int i;
+
+	for (i = first; i < last && done < len; i++) {
+		size_t seg = ch->segs[i].len, n;
+
+		if (off >= seg) {
+			off -= seg;
+			continue;
+		}
+		n = seg - off < len - done ? seg - off : len - done;
+		if (to_guest)
+			memcpy((uint8_t *)ch->segs[i].addr + off, buf + done, n);
+		else
+			memcpy(buf + done, (const uint8_t *)ch->segs[i].addr + off, n);
+		done += n;
+		off = 0;
+	}
+	return done;
+}
+
+size_t vq_chain_copy_from(const struct vq_chain *ch, size_t off, void *dst, size_t len)
+{
+	return chain_copy(ch, 0, ch->n_out, off, dst, len, false);
+}
+
+size_t vq_chain_copy_to(const struct vq_chain *ch, size_t off, const void *src, size_t len)
+{
+	return chain_copy(ch, ch->n_out, ch->n, off, (uint8_t *)(uintptr_t)src, len, true);
+}
+
 /* ---- pushing ---- */
 
 void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t written)

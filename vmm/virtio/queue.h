@@ -36,6 +36,7 @@
 #define VMM_VIRTIO_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct guest_mem;
@@ -64,6 +65,15 @@ struct vq_chain {
 	uint32_t out_len;		/* total readable bytes */
 	uint32_t in_len;		/* total writable bytes */
 };
+
+/*
+ * Copy between a chain and a flat buffer, starting @off bytes into the readable part
+ * (copy_from) or the writable part (copy_to). Return the bytes copied (short at the end
+ * of the chain). copy_to does not mark dirty: vq_push(written) does, so pass it the
+ * bytes written from the start of the writable part.
+ */
+size_t vq_chain_copy_from(const struct vq_chain *ch, size_t off, void *dst, size_t len);
+size_t vq_chain_copy_to(const struct vq_chain *ch, size_t off, const void *src, size_t len);
 
 /* Queue configuration, as the transport validated and the driver wrote it. */
 struct vq_config {
