@@ -29,10 +29,18 @@
 #include "vmm/lib/log.h"
 #include "vmm/memory.h"
 #include "vmm/platform.h"
+#include "vmm/state.h"
 
 #define PORT_SPEAKER	0x61
 #define PORT_POST	0x80
 #define MAX_RANGES	16
+
+struct platform_state {
+	struct serial_state com1;
+	struct rtc_state rtc;
+	struct pm_state pm;
+	struct i8042_state kbc;
+};
 
 struct platform {
 	struct platform_env env;
@@ -44,6 +52,7 @@ struct platform {
 	struct debugexit de;
 	uint64_t ranges[MAX_RANGES];	/* PIO bases we registered, for destroy */
 	unsigned int nr_ranges;
+	struct platform_state *loaded;	/* parsed by load(), applied by post_load() */
 	uint8_t port61;			/* speaker bits the guest wrote (fallback only) */
 	int port61_warned;
 };
@@ -244,6 +253,7 @@ void platform_destroy(struct platform *p)
 	if (!p)
 		return;
 	unregister_all(p);
+	free(p->loaded);
 	pm_destroy(p->pm);
 	i8042_destroy(p->kbc);
 	rtc_destroy(p->rtc);
@@ -304,6 +314,112 @@ int platform_write_acpi(struct platform *p, uint64_t *rsdp_gpa)
 out:
 	free(buf);
 	return ret;
+}
+
+/* ---- migration state: one section, one nested list per device ---- */
+
+enum { PLAT_T_COM1 = 1, PLAT_T_RTC, PLAT_T_PM, PLAT_T_I8042 };
+
+static int state_save(void *opaque, struct state_writer *w)
+{
+	struct platform *p = opaque;
+	int ret;
+
+	sw_nest_begin(w, PLAT_T_COM1, STATE_F_REQUIRED);
+	ret = serial_state_save(p->com1, w);
+	sw_nest_end(w);
+	if (ret < 0)
+		return ret;
+	sw_nest_begin(w, PLAT_T_RTC, STATE_F_REQUIRED);
+	rtc_state_save(p->rtc, w);
+	sw_nest_end(w);
+	sw_nest_begin(w, PLAT_T_PM, STATE_F_REQUIRED);
+	pm_state_save(p->pm, w);
+	sw_nest_end(w);
+	sw_nest_begin(w, PLAT_T_I8042, 0);
+	i8042_state_save(p->kbc, w);
+	sw_nest_end(w);
+	return sw_error(w);
+}
+
+static int state_load(void *opaque, struct state_reader *r, uint16_t version)
+{
+	struct platform *p = opaque;
+	struct platform_state *st;
+	struct state_field f;
+	struct state_reader sub;
+	unsigned int seen = 0;
+	int ret;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	/* Defaults for a device missing from the stream: its power-on state. */
+	st->com1.lcr = 0x03;
+	st->rtc.cmos[0x0a] = 0x26;
+	st->rtc.cmos[0x0b] = 0x02;
+	st->kbc.ctr = 0x44;
+	st->kbc.status = 0x04;
+	st->kbc.outp = 0x03;
+	while ((ret = sr_next(r, &f)) > 0) {
+		if (f.tag >= PLAT_T_COM1 && f.tag <= PLAT_T_I8042) {
+			ret = sr_nested(r, &f, &sub);
+			if (ret < 0)
+				break;
+			seen |= 1u << f.tag;
+		}
+		switch (f.tag) {
+		case PLAT_T_COM1:  ret = serial_state_parse(&sub, &st->com1); break;
+		case PLAT_T_RTC:   ret = rtc_state_parse(&sub, &st->rtc); break;
+		case PLAT_T_PM:    ret = pm_state_parse(&sub, &st->pm); break;
+		case PLAT_T_I8042: ret = i8042_state_parse(&sub, &st->kbc); break;
+		default:	   ret = sr_skip_unknown(r, &f); break;
+		}
+		if (ret < 0)
+			break;
+	}
+	if (ret == 0 && (seen & (1u << PLAT_T_COM1 | 1u << PLAT_T_RTC | 1u << PLAT_T_PM)) !=
+			(1u << PLAT_T_COM1 | 1u << PLAT_T_RTC | 1u << PLAT_T_PM)) {
+		log_err("platform state: a required device section is missing");
+		ret = -EBADMSG;
+	}
+	if (ret < 0) {
+		free(st);
+		return ret;
+	}
+	free(p->loaded);
+	p->loaded = st;
+	return 0;
+}
+
+static int state_post_load(void *opaque)
+{
+	struct platform *p = opaque;
+	struct platform_state *st = p->loaded;
+
+	if (!st)
+		return 0;
+	serial_state_apply(p->com1, &st->com1);
+	rtc_state_apply(p->rtc, &st->rtc);
+	pm_state_apply(p->pm, &st->pm);
+	i8042_state_apply(p->kbc, &st->kbc);
+	p->loaded = NULL;
+	free(st);
+	return 0;
+}
+
+static const struct state_ops platform_state_ops = {
+	.name = "platform",
+	.version = 1,
+	.min_version = 1,
+	.save = state_save,
+	.load = state_load,
+	.post_load = state_post_load,
+};
+
+int platform_state_register(struct platform *p, struct state_registry *reg)
+{
+	return state_register(reg, "platform", &platform_state_ops, p);
 }
 
 uint8_t platform_reset_control_read(struct platform *p)

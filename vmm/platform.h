@@ -18,6 +18,7 @@
 
 struct acpi;
 struct bus;
+struct state_registry;
 struct guest_mem;
 struct platform;
 
@@ -85,6 +86,14 @@ struct acpi *platform_acpi(struct platform *p);
  */
 uint8_t platform_reset_control_read(struct platform *p);
 void    platform_reset_control_write(struct platform *p, uint8_t val);
+
+/*
+ * Register the devices' state (UART registers and receive FIFO, CMOS/RTC, PM1/PM timer,
+ * i8042) as one section, name "platform", id "platform", for snapshots and migration.
+ * Loading parses everything first and applies it in post_load, re-driving the COM1 and SCI
+ * lines after the irqchip state is in. Main loop, before any save/load. 0 or -errno.
+ */
+int  platform_state_register(struct platform *p, struct state_registry *reg);
 
 /* Bytes typed on the console (main loop). */
 void platform_console_input(struct platform *p, const uint8_t *buf, size_t len);

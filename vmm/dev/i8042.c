@@ -13,6 +13,7 @@
 
 #include "vmm/dev/i8042.h"
 #include "vmm/lib/log.h"
+#include "vmm/state.h"
 
 #define STS_OBF		0x01
 #define STS_SYS		0x04	/* system flag: POST passed */
@@ -61,7 +62,7 @@ static void out_push(struct i8042 *k, uint8_t v)
 
 static void do_reset(struct i8042 *k)
 {
-	log_info("guest pulsed the i8042 reset line");
+	log_ratelimited(LOG_INFO, "guest pulsed the i8042 reset line");
 	if (k->reset)
 		k->reset(k->reset_opaque);
 }
@@ -241,6 +242,79 @@ const struct bus_ops i8042_cmd_ops = {
 	.read = cmd_read,
 	.write = cmd_write,
 };
+
+/* ---- migration state ---- */
+
+enum { KBC_T_CTR = 1, KBC_T_STATUS, KBC_T_OUTP, KBC_T_PENDING, KBC_T_KBD_PENDING, KBC_T_OUTQ };
+
+_Static_assert(OUTQ_SIZE == sizeof(((struct i8042_state *)0)->outq), "i8042 queue size");
+
+int i8042_state_save(struct i8042 *k, struct state_writer *w)
+{
+	struct i8042_state st;
+
+	pthread_mutex_lock(&k->lock);
+	st = (struct i8042_state){ k->ctr, k->status, k->outp, k->pending, k->kbd_pending,
+				   (uint8_t)k->out_count, { 0 } };
+	for (unsigned int i = 0; i < k->out_count; i++)
+		st.outq[i] = k->outq[(k->out_head + i) % OUTQ_SIZE];
+	pthread_mutex_unlock(&k->lock);
+	sw_u8(w, KBC_T_CTR, st.ctr, STATE_F_REQUIRED);
+	sw_u8(w, KBC_T_STATUS, st.status, STATE_F_REQUIRED);
+	sw_u8(w, KBC_T_OUTP, st.outp, 0);
+	sw_u8(w, KBC_T_PENDING, st.pending, 0);
+	sw_u8(w, KBC_T_KBD_PENDING, st.kbd_pending, 0);
+	sw_bytes(w, KBC_T_OUTQ, st.outq, st.outq_len, 0);
+	return 0;		/* writer errors are sticky: the caller checks sw_error() */
+}
+
+int i8042_state_parse(struct state_reader *r, struct i8042_state *st)
+{
+	struct state_field f;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	st->outp = 0x03;
+	while ((ret = sr_next(r, &f)) > 0) {
+		switch (f.tag) {
+		case KBC_T_CTR:		ret = sr_u8(&f, &st->ctr); break;
+		case KBC_T_STATUS:	ret = sr_u8(&f, &st->status); break;
+		case KBC_T_OUTP:	ret = sr_u8(&f, &st->outp); break;
+		case KBC_T_PENDING:	ret = sr_u8(&f, &st->pending); break;
+		case KBC_T_KBD_PENDING:	ret = sr_u8(&f, &st->kbd_pending); break;
+		case KBC_T_OUTQ:
+			if (f.len > OUTQ_SIZE)
+				return -EBADMSG;
+			memcpy(st->outq, f.data, f.len);
+			st->outq_len = (uint8_t)f.len;
+			ret = 0;
+			break;
+		default:
+			ret = sr_skip_unknown(r, &f);
+			break;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	if (ret < 0)
+		return ret;
+	st->status &= STS_SYS | STS_CMD;
+	return 0;
+}
+
+void i8042_state_apply(struct i8042 *k, const struct i8042_state *st)
+{
+	pthread_mutex_lock(&k->lock);
+	k->ctr = st->ctr;
+	k->status = st->status;
+	k->outp = st->outp;
+	k->pending = st->pending;
+	k->kbd_pending = st->kbd_pending;
+	memcpy(k->outq, st->outq, st->outq_len);
+	k->out_head = 0;
+	k->out_count = st->outq_len;
+	pthread_mutex_unlock(&k->lock);
+}
 
 int i8042_create(const struct i8042_config *cfg, struct i8042 **out)
 {

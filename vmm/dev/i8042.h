@@ -32,4 +32,16 @@ void i8042_destroy(struct i8042 *k);
 extern const struct bus_ops i8042_data_ops;
 extern const struct bus_ops i8042_cmd_ops;
 
+/* Migration state (two-phase; vCPUs paused). */
+struct i8042_state {
+	uint8_t ctr, status, outp, pending, kbd_pending;
+	uint8_t outq_len;
+	uint8_t outq[16];
+};
+struct state_writer;
+struct state_reader;
+int  i8042_state_save(struct i8042 *k, struct state_writer *w);
+int  i8042_state_parse(struct state_reader *r, struct i8042_state *st);
+void i8042_state_apply(struct i8042 *k, const struct i8042_state *st);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "vmm/dev/pm.h"
 #include "vmm/lib/log.h"
+#include "vmm/state.h"
 
 /* Status bits that are events (may raise the SCI) and that the guest may enable. */
 #define PM1_EVENTS	(PM1_TMR | PM1_GBL | PM1_PWRBTN | PM1_SLPBTN | PM1_RTC)
@@ -31,6 +32,7 @@ struct pm {
 	void (*now)(void *opaque, struct timespec *ts);
 	uint16_t sts, en, cnt;
 	uint8_t cf9;
+	uint32_t tmr_offset;	/* added to the clock-derived count (non-zero after migration) */
 	int sci_level;
 };
 
@@ -58,7 +60,7 @@ static uint32_t tmr_value(struct pm *pm)
 	pm->now(pm->opaque, &ts);
 	/* Split to avoid overflowing 64 bits: seconds * Hz + ns * Hz / 1e9. */
 	ticks = (uint64_t)ts.tv_sec * PM_TMR_HZ + (uint64_t)ts.tv_nsec * PM_TMR_HZ / 1000000000ull;
-	return (uint32_t)ticks;		/* 32-bit counter (FADT TMR_VAL_EXT) */
+	return (uint32_t)ticks + pm->tmr_offset;	/* 32-bit counter (FADT TMR_VAL_EXT) */
 }
 
 static void request(struct pm *pm, enum platform_exit why)
@@ -121,7 +123,7 @@ static void pm_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 			cnt_written = 1;
 		} else if (o == PM_RESET_OFF) {
 			if (d[i] == PM_RESET_VALUE) {
-				log_info("guest wrote the ACPI reset register");
+				log_ratelimited(LOG_INFO, "guest wrote the ACPI reset register");
 				request(pm, PLATFORM_EXIT_RESET);
 			} else {
 				log_ratelimited(LOG_WARN, "reset register: unexpected value 0x%02x", d[i]);
@@ -135,7 +137,7 @@ static void pm_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 		unsigned int typ = (pm->cnt & PM1_CNT_SLP_TYP_MASK) >> PM1_CNT_SLP_TYP_SHIFT;
 
 		if (typ == PM_SLP_TYP_S5) {
-			log_info("guest entered S5: power off");
+			log_ratelimited(LOG_INFO, "guest entered S5: power off");
 			request(pm, PLATFORM_EXIT_POWEROFF);
 		} else {
 			/* Only \_S5 is in the DSDT, so a correct guest never asks for another. */
@@ -166,7 +168,7 @@ void pm_cf9_write(struct pm *pm, uint8_t val)
 	pthread_mutex_lock(&pm->lock);
 	/* RST_CPU going from 0 to 1 starts the reset (Linux writes SYS_RST first, then both). */
 	if ((val & CF9_RST_CPU) && !(pm->cf9 & CF9_RST_CPU)) {
-		log_info("guest reset through port 0xcf9 (0x%02x)", val);
+		log_ratelimited(LOG_INFO, "guest reset through port 0xcf9 (0x%02x)", val);
 		request(pm, PLATFORM_EXIT_RESET);
 	}
 	pm->cf9 = val & (uint8_t)~CF9_RST_CPU;	/* RST_CPU reads back 0 */
@@ -196,6 +198,66 @@ void pm_power_button(struct pm *pm)
 	if (!(pm->en & PM1_PWRBTN))
 		log_warn("power button pressed but the guest has not enabled it (PWRBTN_EN=0): "
 			 "no ACPI button driver loaded?");
+	sci_update_locked(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+/* ---- migration state ---- */
+
+enum { PM_T_STS = 1, PM_T_EN, PM_T_CNT, PM_T_CF9, PM_T_TMR };
+
+int pm_state_save(struct pm *pm, struct state_writer *w)
+{
+	struct pm_state st;
+
+	pthread_mutex_lock(&pm->lock);
+	st = (struct pm_state){ pm->sts, pm->en, pm->cnt, pm->cf9, tmr_value(pm) };
+	pthread_mutex_unlock(&pm->lock);
+	sw_u16(w, PM_T_STS, st.sts, STATE_F_REQUIRED);
+	sw_u16(w, PM_T_EN, st.en, STATE_F_REQUIRED);
+	sw_u16(w, PM_T_CNT, st.cnt, STATE_F_REQUIRED);
+	sw_u8(w, PM_T_CF9, st.cf9, 0);
+	sw_u32(w, PM_T_TMR, st.tmr, 0);
+	return 0;		/* writer errors are sticky: the caller checks sw_error() */
+}
+
+int pm_state_parse(struct state_reader *r, struct pm_state *st)
+{
+	struct state_field f;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	while ((ret = sr_next(r, &f)) > 0) {
+		switch (f.tag) {
+		case PM_T_STS: ret = sr_u16(&f, &st->sts); break;
+		case PM_T_EN:  ret = sr_u16(&f, &st->en); break;
+		case PM_T_CNT: ret = sr_u16(&f, &st->cnt); break;
+		case PM_T_CF9: ret = sr_u8(&f, &st->cf9); break;
+		case PM_T_TMR: ret = sr_u32(&f, &st->tmr); break;
+		default:       ret = sr_skip_unknown(r, &f); break;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	if (ret < 0)
+		return ret;
+	st->sts &= PM1_STS_BITS;
+	st->en &= PM1_EVENTS;
+	st->cnt &= PM1_CNT_RW;
+	st->cf9 &= (uint8_t)~CF9_RST_CPU;
+	return 0;
+}
+
+void pm_state_apply(struct pm *pm, const struct pm_state *st)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->sts = st->sts;
+	pm->en = st->en;
+	pm->cnt = st->cnt;
+	pm->cf9 = st->cf9;
+	pm->tmr_offset = 0;
+	pm->tmr_offset = st->tmr - tmr_value(pm);
+	pm->sci_level = -1;		/* force the line to the new level */
 	sci_update_locked(pm);
 	pthread_mutex_unlock(&pm->lock);
 }

@@ -73,6 +73,22 @@ void pm_power_button(struct pm *pm);
 uint8_t pm_cf9_read(struct pm *pm);
 void    pm_cf9_write(struct pm *pm, uint8_t val);
 
+/*
+ * Migration state (two-phase; vCPUs paused). PM_TMR travels as its value at save time and
+ * continues from there on the destination, whose monotonic clock is unrelated.
+ */
+struct pm_state {
+	uint16_t sts, en, cnt;
+	uint8_t cf9;
+	uint32_t tmr;
+};
+struct state_writer;
+struct state_reader;
+int  pm_state_save(struct pm *pm, struct state_writer *w);
+int  pm_state_parse(struct state_reader *r, struct pm_state *st);
+/* Apply and drive the SCI to match. */
+void pm_state_apply(struct pm *pm, const struct pm_state *st);
+
 /* Register snapshot for status and tests. */
 struct pm_regs {
 	uint16_t sts, en, cnt;

@@ -16,6 +16,7 @@
 
 #include "vmm/dev/rtc.h"
 #include "vmm/lib/log.h"
+#include "vmm/state.h"
 
 #define REG_SEC		0x00
 #define REG_SEC_ALARM	0x01
@@ -310,6 +311,78 @@ const struct bus_ops rtc_ops = {
 	.read = rtc_read,
 	.write = rtc_write,
 };
+
+/* ---- migration state ---- */
+
+enum { RTC_T_INDEX = 1, RTC_T_CMOS, RTC_T_OFFSET, RTC_T_FROZEN };
+
+int rtc_state_save(struct rtc *r, struct state_writer *w)
+{
+	struct tm frozen;
+	uint8_t cmos[CMOS_SIZE];
+	uint8_t index;
+	int64_t offset;
+
+	pthread_mutex_lock(&r->lock);
+	index = r->index;
+	memcpy(cmos, r->cmos, sizeof(cmos));
+	offset = r->offset;
+	frozen = r->frozen;
+	pthread_mutex_unlock(&r->lock);
+	sw_u8(w, RTC_T_INDEX, index, STATE_F_REQUIRED);
+	sw_bytes(w, RTC_T_CMOS, cmos, sizeof(cmos), STATE_F_REQUIRED);
+	sw_u64(w, RTC_T_OFFSET, (uint64_t)offset, STATE_F_REQUIRED);
+	if (cmos[REG_B] & B_SET)
+		sw_u64(w, RTC_T_FROZEN, (uint64_t)timegm(&frozen), 0);
+	return 0;		/* writer errors are sticky: the caller checks sw_error() */
+}
+
+int rtc_state_parse(struct state_reader *rd, struct rtc_state *st)
+{
+	struct state_field f;
+	uint64_t v;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	st->cmos[REG_A] = 0x26;
+	st->cmos[REG_B] = B_24H;
+	while ((ret = sr_next(rd, &f)) > 0) {
+		switch (f.tag) {
+		case RTC_T_INDEX:
+			ret = sr_u8(&f, &st->index);
+			break;
+		case RTC_T_CMOS:
+			ret = sr_bytes(&f, st->cmos, sizeof(st->cmos));
+			break;
+		case RTC_T_OFFSET:
+			ret = sr_u64(&f, &v);
+			st->offset = (int64_t)v;
+			break;
+		case RTC_T_FROZEN:
+			ret = sr_u64(&f, &v);
+			st->frozen = (int64_t)v;
+			break;
+		default:
+			ret = sr_skip_unknown(rd, &f);
+			break;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	return ret;
+}
+
+void rtc_state_apply(struct rtc *r, const struct rtc_state *st)
+{
+	time_t t = (time_t)st->frozen;
+
+	pthread_mutex_lock(&r->lock);
+	r->index = st->index;
+	memcpy(r->cmos, st->cmos, sizeof(r->cmos));
+	r->offset = st->offset;
+	gmtime_r(&t, &r->frozen);
+	pthread_mutex_unlock(&r->lock);
+}
 
 int rtc_nmi_masked(struct rtc *r)
 {

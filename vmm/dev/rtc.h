@@ -35,6 +35,23 @@ void rtc_destroy(struct rtc *r);
 /* Ports 0x70..0x71; opaque = struct rtc *. */
 extern const struct bus_ops rtc_ops;
 
+/*
+ * Migration state (two-phase: parse, then apply; vCPUs paused). The guest's time travels as
+ * its offset from the host's wall clock, so it stays right on a destination whose clock is
+ * synchronised with the source's.
+ */
+struct rtc_state {
+	uint8_t index;
+	uint8_t cmos[128];
+	int64_t offset;
+	int64_t frozen;		/* guest time being set while B.SET is 1 (epoch seconds) */
+};
+struct state_writer;
+struct state_reader;
+int  rtc_state_save(struct rtc *r, struct state_writer *w);
+int  rtc_state_parse(struct state_reader *rd, struct rtc_state *st);
+void rtc_state_apply(struct rtc *r, const struct rtc_state *st);
+
 /* Whether the guest has masked NMIs through port 0x70 bit 7 (informational). */
 int  rtc_nmi_masked(struct rtc *r);
 

@@ -17,6 +17,7 @@
 
 #include "vmm/dev/serial.h"
 #include "vmm/lib/log.h"
+#include "vmm/state.h"
 
 /* Register offsets */
 #define UART_RBR	0	/* read, DLAB=0 */
@@ -335,6 +336,118 @@ void serial_get_stats(struct serial *s, struct serial_stats *st)
 {
 	pthread_mutex_lock(&s->lock);
 	*st = s->stats;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- migration state ---- */
+
+enum {
+	SER_T_IER = 1, SER_T_FCR, SER_T_LCR, SER_T_MCR, SER_T_SCR, SER_T_DLL, SER_T_DLM,
+	SER_T_LSR_ERR, SER_T_MSR, SER_T_THRI_PENDING, SER_T_RX,
+};
+
+static const struct { uint16_t tag; size_t off; } ser_u8[] = {
+	{ SER_T_IER, offsetof(struct serial_state, ier) },
+	{ SER_T_FCR, offsetof(struct serial_state, fcr) },
+	{ SER_T_LCR, offsetof(struct serial_state, lcr) },
+	{ SER_T_MCR, offsetof(struct serial_state, mcr) },
+	{ SER_T_SCR, offsetof(struct serial_state, scr) },
+	{ SER_T_DLL, offsetof(struct serial_state, dll) },
+	{ SER_T_DLM, offsetof(struct serial_state, dlm) },
+	{ SER_T_LSR_ERR, offsetof(struct serial_state, lsr_err) },
+	{ SER_T_MSR, offsetof(struct serial_state, msr) },
+	{ SER_T_THRI_PENDING, offsetof(struct serial_state, thri_pending) },
+};
+
+int serial_state_save(struct serial *s, struct state_writer *w)
+{
+	struct serial_state *st = malloc(sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	st->ier = s->ier;
+	st->fcr = s->fcr;
+	st->lcr = s->lcr;
+	st->mcr = s->mcr;
+	st->scr = s->scr;
+	st->dll = s->dll;
+	st->dlm = s->dlm;
+	st->lsr_err = s->lsr_err;
+	st->msr = s->msr;
+	st->thri_pending = (uint8_t)s->thri_pending;
+	st->rx_count = (uint32_t)s->rx_count;
+	for (size_t i = 0; i < s->rx_count; i++)
+		st->rx[i] = s->rx[(s->rx_head + i) % SERIAL_RX_SIZE];
+	pthread_mutex_unlock(&s->lock);
+
+	for (size_t i = 0; i < sizeof(ser_u8) / sizeof(ser_u8[0]); i++)
+		sw_u8(w, ser_u8[i].tag, *((const uint8_t *)st + ser_u8[i].off), STATE_F_REQUIRED);
+	sw_bytes(w, SER_T_RX, st->rx, st->rx_count, 0);
+	free(st);
+	return 0;		/* writer errors are sticky: the caller checks sw_error() */
+}
+
+int serial_state_parse(struct state_reader *r, struct serial_state *st)
+{
+	struct state_field f;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	st->lcr = 0x03;			/* defaults for fields an older writer did not send */
+	while ((ret = sr_next(r, &f)) > 0) {
+		size_t i;
+
+		for (i = 0; i < sizeof(ser_u8) / sizeof(ser_u8[0]); i++)
+			if (f.tag == ser_u8[i].tag)
+				break;
+		if (i < sizeof(ser_u8) / sizeof(ser_u8[0])) {
+			ret = sr_u8(&f, (uint8_t *)st + ser_u8[i].off);
+		} else if (f.tag == SER_T_RX) {
+			if (f.len > SERIAL_RX_SIZE)
+				return -EBADMSG;
+			memcpy(st->rx, f.data, f.len);
+			st->rx_count = f.len;
+			ret = 0;
+		} else {
+			ret = sr_skip_unknown(r, &f);
+		}
+		if (ret < 0)
+			return ret;
+	}
+	if (ret < 0)
+		return ret;
+	/* Registers keep only the bits the device implements, whatever the stream says. */
+	st->ier &= 0x0f;
+	st->fcr &= 0xc1;
+	st->mcr &= 0x1f;
+	st->thri_pending = !!st->thri_pending;
+	return 0;
+}
+
+void serial_state_apply(struct serial *s, const struct serial_state *st)
+{
+	int level;
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = st->ier;
+	s->fcr = st->fcr;
+	s->lcr = st->lcr;
+	s->mcr = st->mcr;
+	s->scr = st->scr;
+	s->dll = st->dll;
+	s->dlm = st->dlm;
+	s->lsr_err = st->lsr_err;
+	s->msr = st->msr;
+	s->thri_pending = st->thri_pending;
+	memcpy(s->rx, st->rx, st->rx_count);
+	s->rx_head = 0;
+	s->rx_count = st->rx_count;
+	/* Drive the line to what the registers say, whatever it was before. */
+	level = !(iir_compute(s) & IIR_NO_INT);
+	s->irq_level = level;
+	if (s->irq.set)
+		s->irq.set(s->irq.opaque, s->irq.gsi, level);
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -39,6 +39,24 @@ extern const struct bus_ops serial_ops;
 /* Queue received bytes (main loop). Returns how many fitted; the rest are dropped. */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 
+/*
+ * Migration state: the guest-visible registers and the receive FIFO. Two-phase so a load
+ * that fails leaves the device untouched: parse into a struct serial_state, then apply.
+ * Called with the vCPUs paused (any thread).
+ */
+struct serial_state {
+	uint8_t ier, fcr, lcr, mcr, scr, dll, dlm, lsr_err, msr, thri_pending;
+	uint32_t rx_count;
+	uint8_t rx[SERIAL_RX_SIZE];
+};
+struct state_writer;
+struct state_reader;
+/* Writes fields into @w (possibly inside a nested list); 0 or -ENOMEM, writer errors stay in @w. */
+int  serial_state_save(struct serial *s, struct state_writer *w);
+int  serial_state_parse(struct state_reader *r, struct serial_state *st);
+/* Apply a parsed state and drive the IRQ line to match it. */
+void serial_state_apply(struct serial *s, const struct serial_state *st);
+
 /* Counters for status/tests. */
 struct serial_stats {
 	uint64_t tx_bytes, rx_bytes, rx_dropped, irqs_raised;
