@@ -212,11 +212,12 @@ static void test_identity_and_caps(void **state)
 			assert_int_equal(pci_cfg_read(&f->pb, 0, s, 0, at + 16, 4), 4);
 			assert_int_equal(len, NQ * 4);
 			break;
+		case VIRTIO_PCI_CAP_PCI_CFG: assert_int_equal(len, 0); break;
 		default: fail_msg("unexpected cap type %u", type);
 		}
 		seen |= 1u << type;
 	}
-	assert_int_equal(seen, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 7));
+	assert_int_equal(seen, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 7));
 	/* Device configuration through the BAR, bounded by config_len. */
 	assert_int_equal(rd(f, VIRTIO_PCI_DEVCFG_OFF + 4, 4), 0x08070605);
 	assert_int_equal(rd(f, VIRTIO_PCI_DEVCFG_OFF + 6, 4), 0);	/* straddles the end */
@@ -457,6 +458,40 @@ static void test_ioeventfd_follows_bar(void **state)
 	}
 }
 
+static void test_pci_cfg_window(void **state)
+{
+	struct fixture *f = *state;
+	unsigned int s = f->vp->pci.slot;
+	uint8_t at = f->vp->pci_cfg_cap;
+
+	assert_true(at >= PCI_FIRST_CAP);
+	/* Read num_queues through configuration space. */
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_BAR, 1, 0);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_OFFSET, 4, VIRTIO_PCI_COMMON_NUMQ);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 2);
+	assert_int_equal(pci_cfg_read(&f->pb, 0, s, 0, at + 16, 2), NQ);
+	/* Write device_status through it. */
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_OFFSET, 4, VIRTIO_PCI_COMMON_STATUS);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 1);
+	pci_cfg_write(&f->pb, 0, s, 0, at + 16, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	assert_int_equal(status(f), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	/* Misaligned, bad length, other BAR, past the BAR: ignored. */
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_OFFSET, 4, VIRTIO_PCI_COMMON_STATUS - 1);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 2);
+	pci_cfg_write(&f->pb, 0, s, 0, at + 16, 4, 0);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 3);
+	pci_cfg_write(&f->pb, 0, s, 0, at + 16, 4, 0);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_OFFSET, 4, VIRTIO_PCI_COMMON_STATUS);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 1);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_BAR, 1, 2);
+	pci_cfg_write(&f->pb, 0, s, 0, at + 16, 4, 0);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_BAR, 1, 0);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_OFFSET, 4, 0xfffffffe);
+	pci_cfg_write(&f->pb, 0, s, 0, at + VIRTIO_PCI_CAP_LENGTH, 4, 2);
+	pci_cfg_write(&f->pb, 0, s, 0, at + 16, 4, 0);
+	assert_int_equal(status(f), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+}
+
 static void test_state_roundtrip(void **state)
 {
 	struct fixture *f = *state;
@@ -634,6 +669,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_needs_reset_intx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_queue_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioeventfd_follows_bar, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_roundtrip, setup, teardown),
 		cmocka_unit_test(test_rng_end_to_end),
 	};

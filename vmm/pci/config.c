@@ -201,6 +201,8 @@ uint32_t pci_device_cfg_read(struct pci_device *d, uint32_t off, uint32_t len)
 {
 	uint32_t v = 0;
 
+	if (d->ops && d->ops->config_before_read)
+		d->ops->config_before_read(d, off, len);
 	for (uint32_t i = 0; i < len; i++)
 		v |= (uint32_t)d->cfg[off + i] << (8 * i);
 	/* STATUS.INTERRUPT reflects the device's INTx level (PCI 3.0 §6.2.3). */

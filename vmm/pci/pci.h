@@ -71,8 +71,13 @@ struct pci_device_ops {
 	 * writing. Used to move ioeventfds. May be NULL.
 	 */
 	void (*bar_moved)(struct pci_device *d, unsigned int bar, uint64_t addr, bool active);
-	/* After the generic handling of a config write at [off, off+len). May be NULL. */
+	/*
+	 * After the generic handling of a config write at [off, off+len), and before a config
+	 * read of [off, off+len) (to refresh bytes that mirror device state). vCPU thread,
+	 * pci_bus.lock held for writing. May be NULL.
+	 */
 	void (*config_written)(struct pci_device *d, uint32_t off, uint32_t len);
+	void (*config_before_read)(struct pci_device *d, uint32_t off, uint32_t len);
 };
 
 struct pci_bar {

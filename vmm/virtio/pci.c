@@ -441,7 +441,52 @@ static void bar_moved(struct pci_device *d, unsigned int bar, uint64_t addr, boo
 	}
 }
 
-static const struct pci_device_ops pci_ops = { .bar_moved = bar_moved };
+/*
+ * VIRTIO_PCI_CAP_PCI_CFG (virtio 1.2 §4.1.4.9): a window into BAR0 through configuration
+ * space. The driver writes cap.bar/offset/length, then writing pci_cfg_data writes that many
+ * bytes at the offset, and reading it reads them. Accesses that are not 1, 2 or 4 bytes,
+ * misaligned, outside BAR0 or for another BAR are ignored (reads leave the data field as is).
+ */
+static bool pcicfg_target(struct virtio_pci *vp, uint32_t *off, uint32_t *len)
+{
+	uint8_t at = vp->pci_cfg_cap;
+
+	*off = pci_cfg_get32(&vp->pci, at + VIRTIO_PCI_CAP_OFFSET);
+	*len = pci_cfg_get32(&vp->pci, at + VIRTIO_PCI_CAP_LENGTH);
+	return vp->pci.cfg[at + VIRTIO_PCI_CAP_BAR] == 0 && (*len == 1 || *len == 2 || *len == 4) &&
+	       !(*off & (*len - 1)) && *off < vp->bar_size && *len <= vp->bar_size - *off;
+}
+
+static bool touches_pcicfg_data(struct virtio_pci *vp, uint32_t off, uint32_t len)
+{
+	uint32_t data = vp->pci_cfg_cap + CAP_LEN;
+
+	return vp->pci_cfg_cap && off < data + 4 && data < off + len;
+}
+
+static void pcicfg_written(struct pci_device *d, uint32_t off, uint32_t len)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t boff, blen;
+
+	if (touches_pcicfg_data(vp, off, len) && pcicfg_target(vp, &boff, &blen))
+		virtio_pci_bar_write(vp, boff, &d->cfg[vp->pci_cfg_cap + CAP_LEN], blen);
+}
+
+static void pcicfg_before_read(struct pci_device *d, uint32_t off, uint32_t len)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t boff, blen;
+
+	if (touches_pcicfg_data(vp, off, len) && pcicfg_target(vp, &boff, &blen))
+		virtio_pci_bar_read(vp, boff, &d->cfg[vp->pci_cfg_cap + CAP_LEN], blen);
+}
+
+static const struct pci_device_ops pci_ops = {
+	.bar_moved = bar_moved,
+	.config_written = pcicfg_written,
+	.config_before_read = pcicfg_before_read,
+};
 
 void virtio_pci_kick(struct virtio_pci *vp, unsigned int q)
 {
@@ -495,6 +540,24 @@ static int add_vendor_cap(struct virtio_pci *vp, uint8_t type, uint32_t off, uin
 	return 0;
 }
 
+/* The PCI_CFG capability: bar, offset, length and data are the driver's to write. */
+static int add_pcicfg_cap(struct virtio_pci *vp)
+{
+	uint8_t at;
+	int ret = pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, CAP_LEN + 4, &at);
+
+	if (ret < 0)
+		return ret;
+	pci_cfg_set8(&vp->pci, at + VIRTIO_PCI_CAP_LEN, CAP_LEN + 4, 0);
+	pci_cfg_set8(&vp->pci, at + VIRTIO_PCI_CAP_CFG_TYPE, VIRTIO_PCI_CAP_PCI_CFG, 0);
+	pci_cfg_set8(&vp->pci, at + VIRTIO_PCI_CAP_BAR, 0, 0xff);
+	pci_cfg_set32(&vp->pci, at + VIRTIO_PCI_CAP_OFFSET, 0, 0xffffffff);
+	pci_cfg_set32(&vp->pci, at + VIRTIO_PCI_CAP_LENGTH, 0, 0xffffffff);
+	pci_cfg_set32(&vp->pci, at + CAP_LEN, 0, 0xffffffff);
+	vp->pci_cfg_cap = at;
+	return 0;
+}
+
 static uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) & ~(a - 1); }
 
 int virtio_pci_add(const struct virtio_pci_env *env, struct virtio_dev *vd, struct virtio_pci **out)
@@ -545,6 +608,8 @@ int virtio_pci_add(const struct virtio_pci_env *env, struct virtio_dev *vd, stru
 	if (!ret)
 		ret = add_vendor_cap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
 				     vd->nr_vqs * VIRTIO_PCI_NOTIFY_MULT, true);
+	if (!ret)
+		ret = add_pcicfg_cap(vp);
 	if (ret < 0)
 		goto err_msix;
 

@@ -12,8 +12,9 @@
  * main loop polls; a notify write that still traps (no ioeventfd, or an unexpected width)
  * signals the same eventfd from the vCPU thread, so queue work always runs on the main loop.
  *
- * Not implemented: VIRTIO_PCI_CAP_PCI_CFG (an alternative access window no driver we target
- * uses), legacy/transitional interfaces, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_RESET.
+ * plus a VIRTIO_PCI_CAP_PCI_CFG window (BAR0 reached through configuration space).
+ * Not implemented: legacy/transitional interfaces, VIRTIO_F_NOTIFICATION_DATA,
+ * VIRTIO_F_RING_RESET, shared memory regions.
  */
 #ifndef VMM_VIRTIO_PCI_H
 #define VMM_VIRTIO_PCI_H
@@ -64,6 +65,7 @@ struct virtio_pci {
 	struct virtio_dev *vd;
 	struct virtio_pci_env env;
 	uint32_t bar_size, msix_table_off, msix_pba_off;
+	uint8_t pci_cfg_cap;		/* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
 
 	/* common configuration registers; under vd->lock */
 	uint32_t dev_feature_sel, drv_feature_sel;
