@@ -133,6 +133,43 @@ static const struct virtio_dev_ops rng_ops = {
 	.state = NULL,		/* TODO: vq_save/vq_restore section once the stream is wired */
 };
 
+/* ---- state ---- */
+
+void virtio_rng_save(struct virtio_rng *rng, struct virtio_rng_state *st)
+{
+	virtio_pci_save(rng->vp, &st->transport);
+	pthread_mutex_lock(&rng->vd.lock);
+	vq_save(&rng->vq, &st->vq);
+	pthread_mutex_unlock(&rng->vd.lock);
+}
+
+int virtio_rng_load(struct virtio_rng *rng, const struct virtio_rng_state *st)
+{
+	int ret = virtio_pci_load(rng->vp, &st->transport);	/* re-activates: fresh vq */
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&rng->vd.lock);
+	if (rng->vd.active && st->vq.enabled) {
+		/* The ring must be the one the transport state describes. */
+		const struct virtio_queue_cfg *c = &rng->vd.vqs[0];
+
+		if (st->vq.size != c->size || st->vq.desc != c->desc || st->vq.avail != c->driver ||
+		    st->vq.used != c->device)
+			ret = -EINVAL;
+		else
+			ret = vq_restore(&rng->vq, rng->vd.mem, &st->vq, rng->qname);
+		if (ret < 0) {
+			log_err("%s: saved queue state does not match its configuration", rng->vd.id);
+			virtio_dev_needs_reset(&rng->vd);
+		}
+	}
+	pthread_mutex_unlock(&rng->vd.lock);
+	if (ret == 0)
+		virtio_pci_kick(rng->vp, 0);
+	return ret;
+}
+
 /* ---- public ---- */
 
 int virtio_rng_create(const struct virtio_pci_env *env, struct guest_mem *mem, const char *id,
