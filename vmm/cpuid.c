@@ -51,6 +51,15 @@ bool cpuid_has_edx1(const struct kvm_cpuid2 *c, unsigned int bit)
 	return false;
 }
 
+void cpuid_set_ecx1(struct kvm_cpuid2 *c, unsigned int bit)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1u << bit;
+}
+
 /* Smallest shift with (1 << shift) >= n. */
 static unsigned int order(unsigned int n)
 {

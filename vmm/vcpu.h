@@ -96,6 +96,8 @@ int  msr_list_get(int sys_fd, struct kvm_msr_list **out);
 int  msr_init(int vcpu_fd, const struct kvm_msr_list *list, bool mtrr);
 /* CPUID.1:EDX bit @bit of the supported list. */
 bool cpuid_has_edx1(const struct kvm_cpuid2 *c, unsigned int bit);
+/* Set CPUID.1:ECX bit @bit (features KVM emulates but leaves to userspace to advertise). */
+void cpuid_set_ecx1(struct kvm_cpuid2 *c, unsigned int bit);
 /* Values msr_init() programs, for tests: true if @index is initialised, value in @val. */
 bool msr_boot_value(uint32_t index, uint64_t *val);
 

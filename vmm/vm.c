@@ -285,6 +285,12 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 	ret = msr_list_get(vm->kvm.sys_fd, &vm->msrs);
 	if (ret < 0)
 		goto err_cpuid;
+	/*
+	 * The in-kernel LAPIC emulates the TSC-deadline timer, but KVM leaves advertising it to
+	 * userspace (KVM_CAP_TSC_DEADLINE_TIMER). Linux prefers it to the periodic LAPIC timer.
+	 */
+	if (kvm_cap(&vm->kvm, KVM_CAP_TSC_DEADLINE_TIMER))
+		cpuid_set_ecx1(vm->cpuid, 24);
 
 	vm->nr_vcpus = cfg->cpus;
 	env = (struct platform_env){
