@@ -14,7 +14,7 @@
  *   [2]      segment capacity of the device = 1 + b % 64
  *   [3]      seed for the "written" byte counts the device reports
  *   [4..9]   desc, avail, used ring offsets in region 0 (le16 each; aligned down)
- *   [10..]   region 0 contents (64 KiB at gpa 0), then region 1 (4 KiB at gpa 0x20000)
+ *   [10..]   region 0 contents (8 KiB at gpa 0), then region 1 (4 KiB at gpa 0x3000)
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,8 +25,9 @@
 #include "vmm/memory.h"
 #include "vmm/virtio/queue.h"
 
-#define R0_SIZE		0x10000u
-#define R1_GPA		0x20000u
+/* Small RAM on purpose: mutations then land on ring and descriptor bytes, not filler. */
+#define R0_SIZE		0x2000u
+#define R1_GPA		0x3000u
 #define R1_SIZE		0x1000u
 #define HDR		10u
 
@@ -137,16 +138,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mem.regions[1] = (struct guest_mem_region){ .gpa = R1_GPA, .size = R1_SIZE,
 						    .fd_offset = R0_SIZE, .hva = r1, .slot = 1 };
 	mem.nr_regions = 2;
-	mem.dirty_bitmap = calloc(1, sizeof(uint64_t));	/* 17 pages */
+	mem.dirty_bitmap = calloc(1, sizeof(uint64_t));	/* 3 pages */
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.name = "fuzz";
 	cfg.size = (uint16_t)(1u << (data[0] % 9));
 	cfg.event_idx = data[1] & 1;
 	cfg.indirect = data[1] & 2;
-	cfg.desc = (uint64_t)(data[4] | data[5] << 8) & ~15ull;
-	cfg.avail = (uint64_t)(data[6] | data[7] << 8) & ~1ull;
-	cfg.used = (uint64_t)(data[8] | data[9] << 8) & ~3ull;
+	cfg.desc = (uint64_t)(data[4] | data[5] << 8) & 0x3ff0ull;
+	cfg.avail = (uint64_t)(data[6] | data[7] << 8) & 0x3ffeull;
+	cfg.used = (uint64_t)(data[8] | data[9] << 8) & 0x3ffcull;
 	ch.cap = 1u + data[2] % 64u;
 
 	if (vq_init(&vq, &mem, &cfg) == 0) {
