@@ -24,3 +24,9 @@ echo "$out/fuzz_virtqueue"
 "$CC" "${flags[@]}" -o "$out/fuzz_ctl_request" tests/fuzz/fuzz_ctl_request.c \
 	vmm/ctl.c vmm/lib/evloop.c vmm/lib/log.c -luring -ljson-c -lpthread
 echo "$out/fuzz_ctl_request"
+
+# The migration/snapshot stream parsers (migrate/proto, migrate/pages, vmm/state).
+"$CC" "${flags[@]}" -o "$out/fuzz_stream" tests/fuzz/fuzz_stream.c \
+	vmm/state.c vmm/lib/crc32c.c migrate/proto.c migrate/pages.c vmm/memory.c vmm/kvm.c \
+	vmm/lib/log.c -lzstd -lpthread
+echo "$out/fuzz_stream"

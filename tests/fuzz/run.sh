@@ -25,4 +25,11 @@ for target in virtqueue ctl_request; do
 		-artifact_prefix="$arts/${target}-" -print_final_stats=1 \
 		"$work/$target" "tests/fuzz/corpus/$target" 2>&1 | tail -n 25 || fail=1
 done
+# Stream parsers: seeds in tests/fuzz/corpus_stream; -close_fd_mask=2 hides the target's
+# error log lines (every rejected input logs one), not libFuzzer's or ASan's reports.
+mkdir -p "$work/stream"
+echo "== fuzz_stream for ${secs}s"
+"$out/fuzz_stream" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -max_len=16384 \
+	-close_fd_mask=2 -artifact_prefix="$arts/stream-" -print_final_stats=1 \
+	"$work/stream" tests/fuzz/corpus_stream 2>&1 | tail -n 25 || fail=1
 exit $fail
