@@ -16,7 +16,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -699,6 +701,92 @@ static void test_notify_event_idx(void **state)
 	assert_true(vq_enable_notify(&f->vq));
 }
 
+
+/* ---- a guest rewriting its rings while the device walks them ---- */
+
+struct scribbler {
+	struct fake *f;
+	volatile int stop;
+	unsigned int seed;
+};
+
+static void *scribble(void *opaque)
+{
+	struct scribbler *sc = opaque;
+	static const uint64_t addrs[] = { BUF_GPA, R0_SIZE - 8, 0x180000, R1_GPA + R1_SIZE - 4,
+					  0xfffffffffffff000ull, IND_GPA };
+
+	while (!sc->stop) {
+		unsigned int r = rand_r(&sc->seed), r2 = rand_r(&sc->seed);
+		unsigned int i = r % 8;
+		/* Mostly plausible descriptors with a fair share of hostile ones. */
+		uint64_t addr = r2 % 8 ? BUF_GPA + (r2 >> 8) % 0x1000 : addrs[(r2 >> 4) % 6];
+		uint16_t flags = (uint16_t)((r >> 4) & VRING_DESC_F_WRITE);
+
+		if ((r >> 6) % 8 == 0)
+			flags |= VRING_DESC_F_NEXT;
+		if ((r >> 9) % 16 == 0)
+			flags |= VRING_DESC_F_INDIRECT;
+		/* Racy on purpose: the walker must never trust two reads of the same field. */
+		desc(sc->f, i, flags & VRING_DESC_F_INDIRECT ? IND_GPA : addr,
+		     (r >> 12) % 16 ? (flags & VRING_DESC_F_INDIRECT ? 32 : 64) : 0xffffffffu,
+		     flags, (uint16_t)((r >> 16) % 10));
+		desc_at(sc->f, IND_GPA, (r >> 20) % 4, addr, 32, (uint16_t)((r2 >> 25) & 7),
+			(uint16_t)((r >> 28) % 5));
+		w16(sc->f, AVAIL_GPA + 4 + 2 * ((r >> 3) % 8), (uint16_t)((r >> 9) % 9));
+		if ((r2 >> 20) % 4 == 0)
+			w16(sc->f, AVAIL_GPA + 2,
+			    (uint16_t)(sc->f->vq.last_avail_idx + (r2 >> 22) % 10));
+	}
+	return NULL;
+}
+
+static bool in_ram(struct fake *f, const struct vq_seg *sg)
+{
+	const uint8_t *p = sg->addr;
+	const uint8_t *r0 = f->mem.regions[0].hva, *r1 = f->mem.regions[1].hva;
+
+	return (p >= r0 && p + sg->len <= r0 + R0_SIZE) || (p >= r1 && p + sg->len <= r1 + R1_SIZE);
+}
+
+static void test_concurrent_guest_rewrites(void **state)
+{
+	struct fake *f = *state;
+	struct scribbler sc = { .f = f, .seed = 1234 };
+	struct timespec t0, t;
+	unsigned int pops = 0, errors = 0, i;
+	pthread_t tid;
+
+	init_q(f, 8, true, true);
+	assert_int_equal(pthread_create(&tid, NULL, scribble, &sc), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		int ret = vq_pop(&f->vq, &f->ch);
+
+		if (ret > 0) {
+			pops++;
+			for (i = 0; i < f->ch.n; i++)
+				assert_true(in_ram(f, &f->ch.segs[i]));
+			assert_true(f->ch.n_out <= f->ch.n);
+			vq_push(&f->vq, &f->ch, f->ch.in_len);
+			vq_should_notify(&f->vq);
+		} else if (ret < 0) {
+			struct vq_config cfg = { .name = "race", .size = 8, .desc = DESC_GPA,
+						 .avail = AVAIL_GPA, .used = USED_GPA,
+						 .event_idx = true, .indirect = true };
+
+			errors++;
+			assert_int_equal(vq_init(&f->vq, &f->mem, &cfg), 0);	/* device reset */
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000000L);
+	sc.stop = 1;
+	pthread_join(tid, NULL);
+	/* Both outcomes happened: chains accepted and hostile ones refused. */
+	assert_true(pops > 0);
+	assert_true(errors > 0);
+}
+
 /* ---- state ---- */
 
 static void test_save_restore(void **state)
@@ -786,6 +874,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_notify_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_after_reset_is_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_guest_rewrites, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtqueue", tests, NULL, NULL);
