@@ -20,6 +20,11 @@ kv=$(uname -r)
 [ -n "${arg[debug]:-}" ] && { read -r up _ </proc/uptime; echo "LAB-STAGE2 uptime=$up"; }
 
 mkdir -p /dev/pts /dev/shm
+# what udev/systemd would make: bash's <(...) needs /dev/fd
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /run
