@@ -471,7 +471,7 @@ static void test_two_devices(void **state)
  * while pci_bus.lock is taken for writing): no deadlock, and every access sees either the
  * device or all-ones, never a torn state. alarm() bounds the test if it ever deadlocks.
  */
-struct race { struct fixture *f; uint64_t a, b; volatile int stop; unsigned long hits, misses; };
+struct race { struct fixture *f; uint64_t a, b; volatile int stop; unsigned long hits, misses, iters; };
 
 static void *race_reader(void *arg)
 {
@@ -488,6 +488,7 @@ static void *race_reader(void *arg)
 		else
 			abort();
 		bus_dispatch(&r->f->mmio, r->b + 4, &v, 4, false);
+		__atomic_add_fetch(&r->iters, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -502,7 +503,8 @@ static void test_bar_move_race(void **state)
 	alarm(60);
 	ecam_write(f, f->dev.slot, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	assert_int_equal(pthread_create(&t, NULL, race_reader, &r), 0);
-	for (int i = 0; i < 20000; i++) {
+	/* Keep moving until both sides did real work concurrently (alarm bounds it). */
+	for (int i = 0; i < 20000 || __atomic_load_n(&r.iters, __ATOMIC_RELAXED) < 2000; i++) {
 		ecam_write(f, f->dev.slot, PCI_BASE_ADDRESS_0, 4, (uint32_t)(i & 1 ? r.b : r.a));
 		if (i % 7 == 0)
 			conf1_write(f, f->dev.slot, PCI_COMMAND, 2, i % 14 ? PCI_COMMAND_MEMORY : 0);
@@ -510,6 +512,7 @@ static void test_bar_move_race(void **state)
 	r.stop = 1;
 	pthread_join(t, NULL);
 	alarm(0);
+	assert_true(r.iters >= 2000);
 	assert_true(r.hits + r.misses > 0);
 }
 
