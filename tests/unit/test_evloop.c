@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests for vmm/lib/evloop: timeouts, polls on pipes, I/O ops, cross-thread posting. */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -370,6 +371,81 @@ static void test_stop_from_thread(void **state)
 	RUN_UNTIL(l, !ev_req_busy(&guard), 2000);
 }
 
+
+/* ---- wakeup latency: a sleeping loop must notice posted work promptly ---- */
+
+struct lat_state {
+	struct evloop *l;
+	volatile int seen;
+	uint64_t samples[101];
+};
+
+static void lat_fn(void *opaque)
+{
+	struct lat_state *ls = opaque;
+
+	__atomic_add_fetch(&ls->seen, 1, __ATOMIC_RELEASE);
+}
+
+static void lat_stop(void *opaque)
+{
+	evloop_stop(opaque);
+}
+
+static void *lat_thread(void *opaque)
+{
+	struct lat_state *ls = opaque;
+	unsigned int i;
+
+	for (i = 0; i < 101; i++) {
+		int before = __atomic_load_n(&ls->seen, __ATOMIC_ACQUIRE);
+		uint64_t t0, end;
+
+		usleep(300);		/* let the loop fall asleep in io_uring_enter */
+		t0 = now_ns();
+		end = t0 + 2000000000ull;
+		evloop_post(ls->l, lat_fn, ls);
+		while (__atomic_load_n(&ls->seen, __ATOMIC_ACQUIRE) == before && now_ns() < end)
+			;
+		ls->samples[i] = now_ns() - t0;
+	}
+	evloop_post(ls->l, lat_stop, ls->l);
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void test_post_wakeup_latency(void **state)
+{
+	struct lat_state ls = { .l = *state };
+	struct ev_req guard;
+	pthread_t tid;
+	int timed_out = 0;
+
+	ev_req_init(&guard, guard_cb, &timed_out);
+	assert_int_equal(evloop_timeout(ls.l, &guard, 30ull * 1000000000ull), 0);
+	assert_int_equal(pthread_create(&tid, NULL, lat_thread, &ls), 0);
+	assert_int_equal(evloop_run(ls.l), 0);
+	pthread_join(tid, NULL);
+	assert_false(timed_out);
+	qsort(ls.samples, 101, sizeof(ls.samples[0]), cmp_u64);
+	print_message("post -> run latency: median %" PRIu64 " us, p90 %" PRIu64 " us, max %"
+		      PRIu64 " us\n", ls.samples[50] / 1000, ls.samples[90] / 1000,
+		      ls.samples[100] / 1000);
+	/*
+	 * Typically ~10 us. Only the median is asserted (the tail depends on the machine's
+	 * load); it catches a wakeup that systematically waits for something else.
+	 */
+	assert_true(ls.samples[50] < 400000);
+	evloop_cancel(ls.l, &guard);
+	RUN_UNTIL(ls.l, !ev_req_busy(&guard), 2000);
+}
+
 /* The loop thread posting to itself: runs on the next iteration, no wakeup needed. */
 static void self_post_fn(void *opaque)
 {
@@ -449,6 +525,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_send_recv, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_from_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_from_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_wakeup_latency, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_intrusive_same_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_wait_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_timeouts, setup, teardown),
