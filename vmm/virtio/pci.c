@@ -179,13 +179,12 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 
 /* ---- common configuration ---- */
 
-static uint32_t common_read_field(struct virtio_pci *vp, uint32_t off, uint32_t len, bool *ok)
+static uint32_t common_read_field(struct virtio_pci *vp, uint32_t off)
 {
 	struct virtio_dev *vd = vp->vd;
 	struct virtio_queue_cfg *c = sel_queue(vp);
 	uint64_t v;
 
-	*ok = true;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_DFSELECT:	v = vp->dev_feature_sel; break;
 	case VIRTIO_PCI_COMMON_DF:
@@ -210,9 +209,8 @@ static uint32_t common_read_field(struct virtio_pci *vp, uint32_t off, uint32_t 
 	case VIRTIO_PCI_COMMON_Q_AVAILHI:	v = c ? (uint32_t)(c->driver >> 32) : 0; break;
 	case VIRTIO_PCI_COMMON_Q_USEDLO:	v = c ? (uint32_t)c->device : 0; break;
 	case VIRTIO_PCI_COMMON_Q_USEDHI:	v = c ? (uint32_t)(c->device >> 32) : 0; break;
-	default:				v = 0; *ok = off < VIRTIO_PCI_COMMON_LEN; break;
+	default:				v = 0; break;	/* reserved / unimplemented */
 	}
-	(void)len;
 	return (uint32_t)v;
 }
 
@@ -242,7 +240,6 @@ static uint32_t common_field_len(uint32_t off)
 static void common_read(struct virtio_pci *vp, uint32_t off, uint8_t *data, uint32_t len)
 {
 	uint32_t v;
-	bool ok;
 
 	memset(data, 0, len);
 	/* One field per access at its natural width, or an 8-byte read of two dword fields. */
@@ -255,7 +252,7 @@ static void common_read(struct virtio_pci *vp, uint32_t off, uint8_t *data, uint
 		log_ratelimited(LOG_WARN, "%s: common cfg read of %u bytes at 0x%x", vp->vd->id, len, off);
 		return;
 	}
-	v = common_read_field(vp, off, len, &ok);
+	v = common_read_field(vp, off);
 	for (uint32_t i = 0; i < len; i++)
 		data[i] = (uint8_t)(v >> (8 * i));
 }
