@@ -144,8 +144,12 @@ int mig_pages_buf_alloc_zero(struct mig_buf *b)
 
 /*
  * Is the page at memfd offset @off a hole (never written, reads as zero)? The answer is
- * cached per extent for the duration of one tx_next call: a page that stops being a hole
- * after we looked was written after the dirty sync, so it is dirty again for the next round.
+ * cached per extent for the rest of the round: the cache is filled after the round's dirty
+ * sync, so a page that stops being a hole after we looked was written after that sync and is
+ * dirty again in the next round. That is also why the cache must be dropped when a round
+ * starts (mig_pages_tx_round_begin, or *pos == 0): an answer from the previous round could
+ * predate a write whose dirty bit this round consumed. (SEEK_HOLE walks the whole data
+ * extent, so asking once per call instead made a fully written 256 MiB guest 5x slower.)
  */
 static bool page_in_hole(struct mig_pages_tx *tx, uint64_t off)
 {
@@ -176,6 +180,12 @@ static bool page_in_hole(struct mig_pages_tx *tx, uint64_t off)
 	tx->data_from = off;
 	tx->data_until = h > (off_t)off ? (uint64_t)h : off + PAGE_SIZE;
 	return false;
+}
+
+void mig_pages_tx_round_begin(struct mig_pages_tx *tx)
+{
+	tx->hole_from = tx->hole_until = tx->data_from = tx->data_until = 0;
+	tx->last_pos = 0;
 }
 
 /* Next set bit at or after @p, or @n. */
@@ -244,7 +254,8 @@ int mig_pages_tx_next(struct mig_pages_tx *tx, uint64_t *bitmap, uint64_t *pos,
 	if (ram->cap < MIG_HDR_LEN + MIG_RAM_HDR_LEN + (size_t)tx->batch * (8 + PAGE_SIZE) ||
 	    zero->cap < MIG_HDR_LEN + MIG_RAM_ZERO_MAX_LEN)
 		return -EINVAL;
-	tx->hole_from = tx->hole_until = tx->data_from = tx->data_until = 0;
+	if (p == 0 || p < tx->last_pos)
+		mig_pages_tx_round_begin(tx);
 
 	for (;;) {
 		const uint8_t *hva;
@@ -280,6 +291,7 @@ int mig_pages_tx_next(struct mig_pages_tx *tx, uint64_t *bitmap, uint64_t *pos,
 		p++;
 	}
 	*pos = p;
+	tx->last_pos = p;
 
 	if (run)
 		put_le64(zl + 8 * (nz - 1), run_gpa | (run - 1));

@@ -61,8 +61,9 @@ struct mig_pages_tx {
 	unsigned int batch;		/* pages per RAM message */
 	void *cctx;			/* ZSTD_CCtx */
 	uint8_t *staging;		/* batch × 4 KiB: pages copied out of the guest */
-	/* memfd hole cache (lseek SEEK_DATA/SEEK_HOLE): [0, hole_until) known hole, ... */
+	/* memfd extents known this round (lseek SEEK_DATA/SEEK_HOLE), by memfd offset */
 	uint64_t hole_from, hole_until, data_from, data_until;
+	uint64_t last_pos;		/* where the previous tx_next stopped */
 	struct mig_pages_stats st;
 };
 
@@ -77,6 +78,12 @@ void mig_pages_tx_destroy(struct mig_pages_tx *tx);
 int  mig_pages_buf_alloc_ram(const struct mig_pages_tx *tx, struct mig_buf *b);
 int  mig_pages_buf_alloc_zero(struct mig_buf *b);
 void mig_buf_free(struct mig_buf *b);
+
+/*
+ * Start a new round (after each dirty sync). Implied when tx_next is called with *pos == 0
+ * or below where the last call stopped, which is how a round normally starts.
+ */
+void mig_pages_tx_round_begin(struct mig_pages_tx *tx);
 
 /*
  * Build the next messages from the pages whose bits are set in @bitmap (tx->npages bits),

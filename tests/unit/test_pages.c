@@ -539,6 +539,41 @@ static void test_high_ram(void **unused)
 	guest_mem_destroy(&dst);
 }
 
+/*
+ * The memfd hole cache lives for one round only. Round 1 sees pages 0..99 as holes; the
+ * guest then writes page 50 (dirty again); round 2, starting at pos 0, must send its data,
+ * not the hole answer cached in round 1.
+ */
+static void test_hole_cache_per_round(void **unused)
+{
+	struct guest_mem src, dst;
+	struct mig_pages_tx tx;
+	struct mig_pages_rx rx;
+	uint64_t *bm;
+	unsigned int i;
+
+	assert_int_equal(guest_mem_init(&src, MEM_SIZE), 0);
+	assert_int_equal(guest_mem_init(&dst, MEM_SIZE), 0);
+	fill(&src, 0, 3);				/* data, then a hole run to the end */
+	bm = calloc(MEM_SIZE / PG / 64, 8);
+	for (i = 0; i < 256; i++)
+		bm[i / 64] |= 1ull << (i % 64);
+	assert_int_equal(mig_pages_tx_init(&tx, &src, 0, 4), 0);	/* small batches: many calls */
+	assert_int_equal(mig_pages_rx_init(&rx, &dst), 0);
+	transfer(&tx, &rx, bm);
+	assert_int_equal(tx.st.pages_hole, 255);
+	fill(&src, 50, 3);
+	bm[0] |= 1ull << 50;
+	transfer(&tx, &rx, bm);
+	assert_int_equal(tx.st.pages_data, 2);
+	assert_memory_equal(page(&src, 50), page(&dst, 50), PG);
+	mig_pages_rx_destroy(&rx);
+	mig_pages_tx_destroy(&tx);
+	free(bm);
+	guest_mem_destroy(&src);
+	guest_mem_destroy(&dst);
+}
+
 static void test_tx_args(void **unused)
 {
 	struct guest_mem m;
@@ -569,6 +604,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rx_truncated_every_offset, rx_setup, rx_teardown),
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_high_ram),
+		cmocka_unit_test(test_hole_cache_per_round),
 		cmocka_unit_test(test_tx_args),
 	};
 	return cmocka_run_group_tests_name("pages", tests, NULL, NULL);
