@@ -9,6 +9,11 @@
  *   <- {"event":"SHUTDOWN","data":{...},"timestamp":{"seconds":N,"microseconds":N}}
  *
  * Events may arrive between requests and replies; clients skip lines that have "event".
+ * This module emits STOP, RESUME and POWERDOWN itself after pause, resume and powerdown
+ * succeed (before their reply); the VM side emits what only it sees (SHUTDOWN when the
+ * guest powers off, RESET, GUEST_PANICKED, ...) with ctl_broadcast_event().
+ * A request may also be a partial last line when the client half-closes (shutdown(WR)):
+ * it is answered, then the connection is closed.
  * Error classes (CTL_ERR_*): ParseError (not JSON), InvalidRequest (not an object, missing
  * or non-string "execute", "arguments" not an object), CommandNotFound, InvalidArgument
  * (unknown/missing/wrongly-typed argument), InvalidState (e.g. resume while running),
