@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "migrate/dirty.h"
+#include "migrate/pages.h"
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
 #include "vmm/memory.h"
@@ -483,6 +484,97 @@ static void real_kvm(enum mig_dirty_mode mode)
 }
 
 static void test_kvm_bitmap(void **unused) { real_kvm(MIG_DIRTY_BITMAP); }
+
+/* Send every page set in @bm through RAM/RAM_ZERO messages into @rx; returns messages sent. */
+static unsigned int send_round(struct mig_pages_tx *tx, struct mig_pages_rx *rx, uint64_t *bm)
+{
+	struct mig_buf ram, zero;
+	struct mig_hdr h;
+	uint64_t pos = 0;
+	unsigned int msgs = 0;
+	int ret;
+
+	assert_int_equal(mig_pages_buf_alloc_ram(tx, &ram), 0);
+	assert_int_equal(mig_pages_buf_alloc_zero(&zero), 0);
+	while ((ret = mig_pages_tx_next(tx, bm, &pos, &ram, &zero)) > 0) {
+		if (zero.len) {
+			assert_int_equal(mig_hdr_decode(zero.data, &h), 0);
+			assert_int_equal(mig_pages_rx_zero(rx, zero.data + MIG_HDR_LEN, h.len), 0);
+			msgs++;
+		}
+		if (ram.len) {
+			assert_int_equal(mig_hdr_decode(ram.data, &h), 0);
+			assert_int_equal(mig_pages_rx_ram(rx, ram.data + MIG_HDR_LEN, h.len), 0);
+			msgs++;
+		}
+	}
+	assert_int_equal(ret, 0);
+	mig_buf_free(&ram);
+	mig_buf_free(&zero);
+	return msgs;
+}
+
+/*
+ * dirty + pages together on a real guest, as the precopy loop will use them: round 0 (all
+ * RAM), rounds after the guest and a "device" wrote pages, then a final round with the vCPU
+ * stopped; the destination's RAM must equal the source's byte for byte, and the later
+ * rounds must send only the dirtied pages.
+ */
+static void precopy_pipeline(enum mig_dirty_mode mode)
+{
+	struct kvm_guest g;
+	struct guest_mem dst;
+	struct mig_dirty d;
+	struct mig_pages_tx tx;
+	struct mig_pages_rx rx;
+	uint64_t npages = (4u << 20) / 4096, *bm, n, before;
+
+	fk.on = false;
+	if (access("/dev/kvm", R_OK | W_OK) || guest_create(&g, 4u << 20, mode == MIG_DIRTY_RING) < 0)
+		skip();
+	assert_int_equal(guest_mem_init(&dst, g.mem.size), 0);
+	bm = calloc(npages / 64, 8);
+	assert_int_equal(mig_dirty_init(&d, g.vm_fd, &g.mem, mode, 0), 0);
+	assert_int_equal(mig_dirty_add_vcpu(&d, g.vcpu_fd), 0);
+	assert_int_equal(mig_dirty_start(&d), 0);
+	assert_int_equal(mig_pages_tx_init(&tx, &g.mem, 1, 0), 0);
+	assert_int_equal(mig_pages_rx_init(&rx, &dst), 0);
+
+	/* Round 0: everything; most of it holes. */
+	assert_int_equal(mig_dirty_sync(&d, bm, &n), 0);
+	assert_int_equal(n, npages);
+	send_round(&tx, &rx, bm);
+	assert_int_equal(tx.st.pages_data, 1);		/* the page holding the programs */
+
+	/* Round 1: the guest wrote 3 pages, and the page of code was not rewritten. */
+	guest_run(&g, 0x1000);
+	assert_int_equal(mig_dirty_sync(&d, bm, &n), 0);
+	assert_int_equal(n, 3);
+	before = tx.st.pages_data;
+	send_round(&tx, &rx, bm);
+	assert_int_equal(tx.st.pages_data - before, 3);
+
+	/* Round 2 (final, vCPU stopped): guest writes + a vmm write + a page zeroed again. */
+	guest_run(&g, 0x1100);
+	memset((uint8_t *)g.mem.base + 0x13000, 0, 4096);
+	guest_mem_mark_dirty(&g.mem, 0x13000, 4096);
+	strcpy((char *)g.mem.base + 0x50000, "used ring");
+	guest_mem_mark_dirty(&g.mem, 0x50000, 10);
+	assert_int_equal(mig_dirty_sync(&d, bm, &n), 0);
+	assert_int_equal(n, 5);
+	send_round(&tx, &rx, bm);
+	assert_int_equal(memcmp(g.mem.base, dst.base, g.mem.size), 0);
+
+	mig_pages_rx_destroy(&rx);
+	mig_pages_tx_destroy(&tx);
+	mig_dirty_destroy(&d);
+	free(bm);
+	guest_mem_destroy(&dst);
+	guest_destroy(&g);
+}
+
+static void test_kvm_precopy_bitmap(void **unused) { precopy_pipeline(MIG_DIRTY_BITMAP); }
+static void test_kvm_precopy_ring(void **unused) { precopy_pipeline(MIG_DIRTY_RING); }
 static void test_kvm_ring(void **unused) { real_kvm(MIG_DIRTY_RING); }
 
 static uint64_t now_ns(void)
@@ -561,6 +653,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ring_fake, fake_setup, fake_teardown),
 		cmocka_unit_test(test_kvm_bitmap),
 		cmocka_unit_test(test_kvm_ring),
+		cmocka_unit_test(test_kvm_precopy_bitmap),
+		cmocka_unit_test(test_kvm_precopy_ring),
 		cmocka_unit_test(test_bench),
 	};
 	return cmocka_run_group_tests_name("dirty", tests, NULL, NULL);
