@@ -17,7 +17,12 @@ grep -qx kvm-dev <<<"$out" || fail "no /dev/kvm inside the test host"
 grep -qx to-stderr <<<"$out" || fail "stderr not streamed"
 ready=$(cut -d' ' -f1 "$T_TMP/out/last-timing-$name" 2>/dev/null)
 log "test host ready at ${ready:-?} s of its uptime"
-awk -v r="${ready:-99}" 'BEGIN { exit !(r < 10) }' || fail "test host start-up ${ready}s >= 10 s"
+# < 10 s is the target on a quiet machine; TCG slows down with the machine's load (other jobs),
+# so under load only a generous bound is checked.
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l < n) }'; then limit=10; else limit=90; fi
+awk -v r="${ready:-999}" -v m=$limit 'BEGIN { exit !(r < m) }' ||
+	fail "test host start-up ${ready}s >= ${limit} s (load $load)"
 # a successful command gives 0, and writes land in the shared output directory only
 "$ROOT/tests/lab/run" --name "$name" --out "$T_TMP/out" -- \
 	sh -c 'echo x > "$LAB_OUT/written"; echo y > /tmp/ephemeral-'"$name"'; ! touch /proc/sysrq-trigger-x 2>/dev/null' ||

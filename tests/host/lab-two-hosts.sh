@@ -3,10 +3,10 @@
 # A checks the bytes arrived intact (sha256 computed on both sides).
 . "$(dirname "$0")/../lib/harness.sh"
 need_root
-out=$("$ROOT/tests/lab/run2" --timeout 240 --out "$T_TMP/out" -- \
-	bash -c 'exec 3< <(exec sleep 200); hold=$!	# an open stdin: busybox nc quits at stdin EOF
+out=$("$ROOT/tests/lab/run2" --timeout 400 --out "$T_TMP/out" -- \
+	bash -c 'exec 3< <(exec sleep 360); hold=$!	# an open stdin: busybox nc quits at stdin EOF
 		busybox nc -l -p 5001 <&3 >/tmp/rx & nc=$!
-		for i in $(seq 500); do [ "$(stat -c %s /tmp/rx)" -ge 8388608 ] && break; sleep 0.2; done
+		for i in $(seq 1500); do [ "$(stat -c %s /tmp/rx)" -ge 8388608 ] && break; sleep 0.2; done
 		kill $nc $hold
 		echo "A: received $(stat -c %s /tmp/rx) bytes sha=$(sha256sum </tmp/rx | cut -c1-32)"' -- \
 	bash -c 'busybox ping -c 3 -W 5 "$LAB_PEER_IP" || exit 2

@@ -40,9 +40,9 @@ fi
 /bin/busybox modprobe kvm-amd &
 kvmload=$!
 # The rest through busybox's modprobe: one static process, ~4x faster here than kmod's.
-/bin/busybox modprobe -a tun bridge veth 8021q nf_tables nft_chain_nat nft_masq nf_nat \
-	nf_conntrack nft_ct nft_fib_inet nft_reject_inet virtio_net virtio_blk virtio-rng vhost_net \
-	vhost_vsock sch_netem || echo "LAB: some modules did not load"
+/bin/busybox modprobe -a tun bridge veth nf_tables nft_chain_nat nft_masq nf_nat nf_conntrack \
+	virtio_net || echo "LAB: some modules did not load"
+# Anything else in the package loads on demand (the kernel's request_module, or modprobe).
 wait "$kvmload" || echo "LAB: kvm-amd did not load"
 [ -n "${arg[debug]:-}" ] && { read -r up _ </proc/uptime; echo "LAB-MODULES uptime=$up"; }
 hostname "${arg[name]:-lab}"
