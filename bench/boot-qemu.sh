@@ -30,6 +30,15 @@ else
 	done
 	echo "RESULT test host: median of $RUNS: 'tests/lab/run -- true' $(median </tmp/bench-lab.$$) ms wall; ready at $(median </tmp/bench-labup.$$) s of its uptime"
 	rm -f /tmp/bench-lab.$$ /tmp/bench-labup.$$
+	echo "## virtio-fs inside the test host: read 64 MiB through the read-only root, write 64 MiB to \$LAB_OUT"
+	head -c 64M /dev/urandom >build/bench/fs-probe.bin
+	tests/lab/run --name bench -- bash -c '
+		r=$(dd if=build/bench/fs-probe.bin of=/dev/null bs=1M 2>&1 | tail -1)
+		w=$(dd if=/dev/zero of="$LAB_OUT/fs-probe.out" bs=1M count=64 conv=fsync 2>&1 | tail -1)
+		t0=$(date +%s%N); n=$(find /usr/lib -xdev | wc -l); t=$((($(date +%s%N) - t0) / 1000000))
+		echo "RESULT virtio-fs: read: $r"; echo "RESULT virtio-fs: write: $w"
+		echo "RESULT virtio-fs: find /usr/lib: $n entries in $t ms"'
+	rm -f build/bench/fs-probe.bin build/lab-out/fs-probe.out
 	echo "## QEMU+KVM inside one test host boot"
 	tests/lab/run --name bench --timeout 1800 -- bench/boot-qemu-inner.sh "$RUNS"
 fi
