@@ -36,6 +36,7 @@
 
 #define FAKE_VM_FD	1000
 #define FAKE_SLOTS	2
+#define FAKE_BM_WORDS	4096		/* 262144 pages per fake slot */
 
 static struct {
 	bool on;
@@ -102,11 +103,14 @@ int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg)
 		unsigned int i;
 
 		assert_true(fk.manual_enabled);
-		assert_int_equal(c->first_page, 0);
-		assert_int_equal((c->num_pages + 63) / 64, fk.slot_words[c->slot]);
+		/* KVM's rules: first_page 64-aligned, num_pages too unless it ends the slot. */
+		assert_int_equal(c->first_page % 64, 0);
+		assert_true(c->num_pages % 64 == 0 ||
+			    (c->first_page + c->num_pages + 63) / 64 == fk.slot_words[c->slot]);
+		assert_true((c->first_page + c->num_pages + 63) / 64 <= fk.slot_words[c->slot]);
 		fk.clears++;
 		for (i = 0; i < (c->num_pages + 63) / 64; i++)
-			fk.bm[c->slot][i] &= ~m[i];
+			fk.bm[c->slot][c->first_page / 64 + i] &= ~m[i];
 		return 0;
 	}
 	case KVM_RESET_DIRTY_RINGS:
@@ -136,7 +140,7 @@ static int fake_setup(void **state)
 
 	memset(&fk, 0, sizeof(fk));
 	for (i = 0; i < FAKE_SLOTS; i++)
-		fk.bm[i] = calloc(16, 8);
+		fk.bm[i] = calloc(FAKE_BM_WORDS, 8);
 	fk.on = true;
 	return 0;
 }
@@ -224,6 +228,41 @@ static void test_bitmap_manual(void **unused)
 	assert_int_equal(d.st.syncs, 3);
 	assert_int_equal(d.st.pages_vmm, 2);
 	mig_dirty_destroy(&d);
+	free(m.dirty_bitmap);
+}
+
+/* A 70000-page slot is cleared in 128 MiB chunks, skipping chunks with no dirty page. */
+static void test_bitmap_clear_chunks(void **unused)
+{
+	static const uint64_t want[] = { 5, 69999, 70000 };
+	struct guest_mem m;
+	struct mig_dirty d;
+	uint64_t *out, n;
+
+	memset(&m, 0, sizeof(m));
+	m.memfd = -1;
+	m.size = 71000 * 4096ull;
+	m.regions[0] = (struct guest_mem_region){ .gpa = 0, .size = 70000 * 4096ull, .slot = 0 };
+	m.regions[1] = (struct guest_mem_region){ .gpa = 4ull << 30, .size = 1000 * 4096ull,
+						  .fd_offset = 70000 * 4096ull, .slot = 1 };
+	m.nr_regions = 2;
+	m.dirty_bitmap = calloc((71000 + 63) / 64, 8);
+	out = calloc((71000 + 63) / 64, 8);
+	fk.cap_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+	assert_int_equal(mig_dirty_init(&d, FAKE_VM_FD, &m, MIG_DIRTY_BITMAP, 0), 0);
+	assert_int_equal(mig_dirty_start(&d), 0);
+	assert_int_equal(mig_dirty_sync(&d, out, &n), 0);	/* round 0 */
+
+	memset(out, 0, (71000 + 63) / 64 * 8);
+	set_fake(0, 5);			/* chunk 0 */
+	set_fake(0, 69999);		/* chunk 2: the slot's last, partial (4464 pages) chunk */
+	set_fake(1, 0);
+	assert_int_equal(mig_dirty_sync(&d, out, &n), 0);
+	assert_exactly(out, 71000, want, 3);
+	assert_int_equal(fk.clears, 3);	/* chunk 1 of slot 0 skipped; one for slot 1 */
+	assert_int_equal(mig_bitmap_weight(fk.bm[0], 70000), 0);
+	mig_dirty_destroy(&d);
+	free(out);
 	free(m.dirty_bitmap);
 }
 
@@ -649,6 +688,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bitmap_manual, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_bitmap_clear_chunks, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_bitmap_get_and_clear, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_ring_fake, fake_setup, fake_teardown),
 		cmocka_unit_test(test_kvm_bitmap),
