@@ -19,23 +19,13 @@
 #include <unistd.h>
 
 #include "vmm/config.h"
+#include "vmm/ctl.h"
+#include "vmm/kvm_detect.h"
 #include "vmm/lib/evloop.h"
 #include "vmm/lib/log.h"
 #include "vmm/platform.h"
 #include "vmm/vm.h"
 
-#if __has_include("vmm/ctl.c")
-#define HAVE_CTL 1
-#include "vmm/ctl.h"
-#else
-#define HAVE_CTL 0
-#endif
-#if __has_include("vmm/kvm_detect.c")
-#define HAVE_KVM_DETECT 1
-#include "vmm/kvm_detect.h"
-#else
-#define HAVE_KVM_DETECT 0
-#endif
 
 struct vmm {
 	struct vm *vm;
@@ -46,9 +36,7 @@ struct vmm {
 	bool escape;			/* saw Ctrl-A on the console */
 	bool tty_raw;
 	struct termios tty_saved;
-#if HAVE_CTL
 	struct ctl_server *ctl;
-#endif
 };
 
 static void tty_restore(struct vmm *m)
@@ -122,7 +110,6 @@ static void on_stdin(struct evloop *l, struct ev_req *req, int res)
 		platform_console_input(m->vm->platform, out, n);
 }
 
-#if HAVE_CTL
 static int ctl_status(void *opaque, struct ctl_vm_status *st)
 {
 	struct vmm *m = opaque;
@@ -154,7 +141,6 @@ static const struct ctl_vm_ops ctl_ops = {
 	.status = ctl_status, .pause = ctl_pause, .resume = ctl_resume,
 	.powerdown = ctl_powerdown, .kill = ctl_kill, .quit = ctl_kill,
 };
-#endif
 
 /*
  * Refuse a Linux guest at once on a KVM that cannot run it (emulation-only PVM would take
@@ -162,7 +148,6 @@ static const struct ctl_vm_ops ctl_ops = {
  */
 static int check_host(const struct vm_config *cfg)
 {
-#if HAVE_KVM_DETECT
 	struct kvm_accel_info info;
 
 	if (cfg->firmware || strcmp(cfg->kvm_path, "/dev/kvm"))
@@ -180,10 +165,6 @@ static int check_host(const struct vm_config *cfg)
 		fprintf(stderr, "vmm: %s\n", info.line);
 		return -ENOTSUP;
 	}
-#else
-	(void)cfg;
-	return 0;
-#endif
 }
 
 /*
@@ -263,7 +244,6 @@ static int setup_loop(struct vmm *m, const struct vm_config *cfg)
 			return ret;
 	}
 
-#if HAVE_CTL
 	if (cfg->control_path) {
 		struct ctl_config cc = { .path = cfg->control_path, .loop = &m->loop,
 					 .ops = &ctl_ops, .vm_opaque = m };
@@ -272,12 +252,6 @@ static int setup_loop(struct vmm *m, const struct vm_config *cfg)
 		if (ret < 0)
 			return ret;
 	}
-#else
-	if (cfg->control_path) {
-		log_err("--control: this build has no control socket");
-		return -ENOTSUP;
-	}
-#endif
 	return 0;
 }
 
@@ -349,10 +323,8 @@ int main(int argc, char **argv)
 	}
 out:
 	tty_restore(&m);
-#if HAVE_CTL
 	if (m.ctl)
 		ctl_server_destroy(m.ctl);
-#endif
 	vm_destroy(m.vm);
 	if (m.sig_fd >= 0)
 		close(m.sig_fd);

@@ -6,8 +6,8 @@
  * exist before any vCPU; CPUID must be set before the vCPU first runs; the platform must
  * have written the ACPI tables before boot_params records the RSDP.
  *
- * The legacy platform (platform.h) is another helper's module; until its platform.c is in the
- * tree, a two-device stand-in (COM1 output only, debug-exit port) keeps tiny guests testable.
+ * The legacy platform (platform.h: ACPI, PM, UART, RTC, i8042, debug-exit) is created through
+ * its env seam; it reports power-off/reset/debug-exit back through platform_request_exit().
  */
 #define LOG_TAG "vm"
 #include <errno.h>
@@ -25,12 +25,6 @@
 #include "vmm/lib/log.h"
 #include "vmm/platform.h"
 #include "vmm/vm.h"
-
-#if __has_include("vmm/platform.c")
-#define HAVE_PLATFORM 1
-#else
-#define HAVE_PLATFORM 0
-#endif
 
 /* Below 4 GiB, above the LAPIC, in the MMIO gap: KVM's private pages on Intel VMX. */
 #define VM_IDENTITY_MAP_ADDR	0xfffbc000ull
@@ -77,53 +71,6 @@ static void platform_request_exit(void *opaque, enum platform_exit why, int code
 	}
 }
 
-#if !HAVE_PLATFORM
-/* Stand-in devices until platform.c exists: see the file comment. */
-static void fb_uart_read(void *opaque, uint64_t off, void *data, uint32_t len)
-{
-	memset(data, 0, len);
-	if (off == 5)		/* LSR: transmitter empty */
-		*(uint8_t *)data = 0x60;
-}
-
-static void fb_uart_write(void *opaque, uint64_t off, const void *data, uint32_t len)
-{
-	struct vm *vm = opaque;
-
-	if (off == 0 && write(vm->console_out_fd, data, 1) < 0)
-		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
-}
-
-static void fb_exit_read(void *opaque, uint64_t off, void *data, uint32_t len)
-{
-	memset(data, 0xff, len);
-}
-
-static void fb_exit_write(void *opaque, uint64_t off, const void *data, uint32_t len)
-{
-	platform_request_exit(opaque, PLATFORM_EXIT_DEBUG, *(const uint8_t *)data);
-}
-
-static const struct bus_ops fb_uart_ops = { .read = fb_uart_read, .write = fb_uart_write };
-static const struct bus_ops fb_exit_ops = { .read = fb_exit_read, .write = fb_exit_write };
-
-int platform_create(const struct platform_env *env, struct platform **out)
-{
-	struct vm *vm = env->opaque;
-	int ret;
-
-	ret = bus_register(env->pio, 0x3f8, 8, "com1-fallback", &fb_uart_ops, vm);
-	if (!ret)
-		ret = bus_register(env->pio, 0xf4, 1, "debug-exit-fallback", &fb_exit_ops, vm);
-	*out = NULL;
-	return ret;
-}
-
-void platform_destroy(struct platform *p) { }
-int platform_write_acpi(struct platform *p, uint64_t *rsdp_gpa) { *rsdp_gpa = 0; return 0; }
-void platform_console_input(struct platform *p, const uint8_t *buf, size_t len) { }
-void platform_power_button(struct platform *p) { }
-#endif
 
 /* Map a whole file read-only; the caller munmaps. Logs "what: path: why". */
 static int map_file(const char *what, const char *path, void **buf, size_t *len)
