@@ -44,10 +44,11 @@
 #define CAL_FIRST_CHUNK	1000u
 #define CAL_MAX_CHUNK	65535u
 /*
- * Below this a guest kernel cannot boot in useful time. PVM's native mode measures ~1.5;
- * hardware measures in the hundreds or thousands, even nested inside the TCG test host.
+ * Below this a guest kernel cannot boot in useful time. PVM's native mode measures ~1.5
+ * (0.2 with the machine loaded); hardware measures in the thousands, and even nested inside
+ * the TCG test host ~230 on a quiet machine and still ~25 when other jobs load it 10x.
  */
-#define CAL_MIN_MIPS	50.0
+#define CAL_MIN_MIPS	10.0
 
 static const uint8_t cal_code[] = {
 	0xe5, CAL_PORT,		/* in ax, 0x10 */
