@@ -25,7 +25,9 @@
 #include "vmm/irq.h"
 #include "vmm/lib/evloop.h"
 #include "vmm/memory.h"
+#include "vmm/state.h"
 #include "vmm/virtio/pci.h"
+#include "vmm/virtio/pci_state.h"
 #include "vmm/virtio/rng.h"
 
 #define FAKE_FEATURE	5
@@ -530,6 +532,58 @@ static void test_state_roundtrip(void **state)
 	free(st);
 }
 
+static void test_state_tlv(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_pci_state *st = malloc(sizeof(*st)), *back = malloc(sizeof(*back));
+	struct state_writer w;
+	struct state_reader r;
+
+	assert_true(st && back);
+	negotiate(f, 1ull << VIRTIO_F_VERSION_1);
+	setup_queue(f, 1, 32, 0x50000, 0x51000, 0x52000);
+	set_status(f, S_ALL);
+	virtio_pci_save(f->vp, st);
+
+	sw_init(&w, 1u << 20);
+	assert_int_equal(virtio_pci_state_write(st, &w), 0);
+	assert_int_equal(sw_error(&w), 0);
+	sr_init(&r, w.buf, w.len, "test");
+	assert_int_equal(virtio_pci_state_read(&r, back), 0);
+	assert_memory_equal(back->pci.cfg, st->pci.cfg, sizeof(st->pci.cfg));
+	assert_int_equal(back->msix.nr, st->msix.nr);
+	assert_memory_equal(back->msix.table, st->msix.table, st->msix.nr * 16);
+	assert_int_equal(back->status, S_ALL);
+	assert_int_equal(back->acked_features, st->acked_features);
+	assert_int_equal(back->nr_vqs, NQ);
+	assert_int_equal(back->q[1].size, 32);
+	assert_int_equal(back->q[1].device, 0x52000);
+	assert_int_equal(virtio_pci_load(f->vp, back), 0);
+	sw_release(&w);
+
+	/* Missing required fields. */
+	sw_init(&w, 1u << 20);
+	sw_bytes(&w, 1, st->pci.cfg, sizeof(st->pci.cfg), STATE_F_REQUIRED);
+	sr_init(&r, w.buf, w.len, "test");
+	assert_int_equal(virtio_pci_state_read(&r, back), -EBADMSG);
+	/* An unknown required field from a "newer" writer. */
+	sw_u32(&w, 999, 1, STATE_F_REQUIRED);
+	sr_init(&r, w.buf, w.len, "test");
+	assert_int_equal(virtio_pci_state_read(&r, back), -EPROTO);
+	sw_release(&w);
+	/* More queues claimed than described. */
+	st->nr_vqs = NQ + 1;
+	st->q[NQ].size = 0;
+	sw_init(&w, 1u << 20);
+	assert_int_equal(virtio_pci_state_write(st, &w), 0);
+	sr_init(&r, w.buf, w.len, "test");
+	assert_int_equal(virtio_pci_state_read(&r, back), 0);
+	assert_int_equal(virtio_pci_load(f->vp, back), -EINVAL);	/* device has NQ queues */
+	sw_release(&w);
+	free(st);
+	free(back);
+}
+
 /* ---- virtio-rng end to end ---- */
 
 #define RAM	(4u << 20)
@@ -675,6 +729,41 @@ static void test_rng_end_to_end(void **state)
 		avail->idx = 1;		/* the original device has not seen chain 3 */
 		used->idx = 1;
 	}
+	/* The same through the state stream (TLV sections, crc), and a corrupted stream refused. */
+	{
+		struct state_registry r1 = { 0 }, r2 = { 0 };
+		struct state_mem_sink sink;
+		struct pci_bus pb3;
+		struct virtio_rng *rng3;
+		struct virtio_pci_env env3;
+
+		assert_int_equal(pci_init(&pb3, &penv), 0);
+		env3 = (struct virtio_pci_env){ .pci = &pb3, .irq = &irq, .loop = NULL, .vm_fd = -1 };
+		assert_int_equal(virtio_rng_create(&env3, &mem, "rng0", &rng3), 0);
+		assert_int_equal(virtio_rng_register_state(rng, &r1), 0);
+		assert_int_equal(virtio_rng_register_state(rng3, &r2), 0);
+		state_mem_sink_init(&sink);
+		assert_int_equal(state_save_all(&r1, &sink.sink), 0);
+		assert_true(sink.len > 4096);
+		sink.buf[sink.len / 2] ^= 0x40;
+		assert_int_not_equal(state_load_buf(&r2, sink.buf, sink.len, NULL), 0);
+		assert_int_equal(used->idx, 1);
+		sink.buf[sink.len / 2] ^= 0x40;
+		desc[3] = (struct vring_desc){ BUF + 400, 16, VRING_DESC_F_WRITE, 0 };
+		avail->ring[1] = 3;
+		__atomic_store_n(&avail->idx, 2, __ATOMIC_RELEASE);
+		assert_int_equal(state_load_buf(&r2, sink.buf, sink.len, NULL), 0);
+		assert_int_equal(used->idx, 2);
+		assert_int_equal(used->ring[1].id, 3);
+		assert_true(vp->vd->status == S_ALL);
+		free(sink.buf);
+		state_registry_destroy(&r1);
+		state_registry_destroy(&r2);
+		virtio_rng_destroy(rng3);
+		pci_destroy(&pb3);
+		avail->idx = 1;
+		used->idx = 1;
+	}
 
 	/* Hostile: a descriptor outside guest RAM -> NEEDS_RESET, monitor fine. */
 	desc[2] = (struct vring_desc){ RAM - 8, 64, VRING_DESC_F_WRITE, 0 };
@@ -705,6 +794,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ioeventfd_follows_bar, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_tlv, setup, teardown),
 		cmocka_unit_test(test_rng_end_to_end),
 	};
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);

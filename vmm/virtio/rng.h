@@ -39,4 +39,11 @@ void virtio_rng_save(struct virtio_rng *rng, struct virtio_rng_state *st);
  */
 int  virtio_rng_load(struct virtio_rng *rng, const struct virtio_rng_state *st);
 
+struct state_registry;
+/*
+ * Register the device's state section ("virtio-rng", id = the device id) so snapshots and
+ * migration carry it. Main loop, before any save/load. 0 or -errno.
+ */
+int  virtio_rng_register_state(struct virtio_rng *rng, struct state_registry *reg);
+
 #endif

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+/*
+ * virtio-pci transport state <-> the state stream's TLV fields (vmm/state.h,
+ * docs/state-format.md). A device's state_ops writes the transport as one nested field:
+ *
+ *	virtio_pci_save(vp, &st);                      // plain struct, vCPUs paused
+ *	sw_nest_begin(w, MYDEV_T_TRANSPORT, STATE_F_REQUIRED);
+ *	virtio_pci_state_write(&st, w);
+ *	sw_nest_end(w);
+ *
+ * and on load parses it back with virtio_pci_state_read() (defaults for missing optional
+ * fields, unknown required ones refused) before virtio_pci_load() validates and applies it.
+ * Tags are part of the format: never renumber, add new ones.
+ */
+#define LOG_TAG "virtio-pci"
+#include <errno.h>
+#include <string.h>
+
+#include "vmm/lib/log.h"
+#include "vmm/state.h"
+#include "vmm/virtio/pci.h"
+#include "vmm/virtio/pci_state.h"
+
+enum {
+	T_PCI_CFG = 1,		/* bytes[4096]: config space image */
+	T_MSIX_NR,		/* u16 */
+	T_MSIX_TABLE,		/* u64[nr * 2]: (addr_lo | addr_hi << 32), (data | ctrl << 32) */
+	T_MSIX_PBA,		/* u64[(nr + 63) / 64] */
+	T_STATUS,		/* u8 */
+	T_ISR,			/* u8 */
+	T_CFG_GEN,		/* u8 */
+	T_DEV_FSEL,		/* u32 */
+	T_DRV_FSEL,		/* u32 */
+	T_DRV_FEATURES,		/* u64 */
+	T_ACKED_FEATURES,	/* u64 */
+	T_CONFIG_VECTOR,	/* u16 */
+	T_QUEUE_SEL,		/* u16 */
+	T_NR_VQS,		/* u16 */
+	T_QUEUE,		/* nested, one per queue (QT_*) */
+};
+
+enum { QT_INDEX = 1, QT_SIZE, QT_VECTOR, QT_ENABLED, QT_DESC, QT_DRIVER, QT_DEVICE };
+
+int virtio_pci_state_write(const struct virtio_pci_state *st, struct state_writer *w)
+{
+	const uint16_t R = STATE_F_REQUIRED;
+	uint64_t tbl[2 * MSIX_MAX_VECTORS];
+
+	if (st->msix.nr > MSIX_MAX_VECTORS || st->nr_vqs > VIRTIO_MAX_QUEUES)
+		return -EINVAL;
+	for (unsigned int i = 0; i < st->msix.nr; i++) {
+		tbl[2 * i] = st->msix.table[i][0] | (uint64_t)st->msix.table[i][1] << 32;
+		tbl[2 * i + 1] = st->msix.table[i][2] | (uint64_t)st->msix.table[i][3] << 32;
+	}
+	sw_bytes(w, T_PCI_CFG, st->pci.cfg, sizeof(st->pci.cfg), R);
+	sw_u16(w, T_MSIX_NR, st->msix.nr, R);
+	sw_u64_array(w, T_MSIX_TABLE, tbl, 2u * st->msix.nr, R);
+	sw_u64_array(w, T_MSIX_PBA, st->msix.pba, (st->msix.nr + 63u) / 64, R);
+	sw_u8(w, T_STATUS, st->status, R);
+	sw_u8(w, T_ISR, st->isr, 0);
+	sw_u8(w, T_CFG_GEN, st->config_generation, 0);
+	sw_u32(w, T_DEV_FSEL, st->dev_feature_sel, 0);
+	sw_u32(w, T_DRV_FSEL, st->drv_feature_sel, 0);
+	sw_u64(w, T_DRV_FEATURES, st->driver_features, R);
+	sw_u64(w, T_ACKED_FEATURES, st->acked_features, R);
+	sw_u16(w, T_CONFIG_VECTOR, st->config_vector, R);
+	sw_u16(w, T_QUEUE_SEL, st->queue_sel, 0);
+	sw_u16(w, T_NR_VQS, st->nr_vqs, R);
+	for (unsigned int q = 0; q < st->nr_vqs; q++) {
+		const struct virtio_pci_queue_state *qs = &st->q[q];
+
+		sw_nest_begin(w, T_QUEUE, R);
+		sw_u16(w, QT_INDEX, (uint16_t)q, R);
+		sw_u16(w, QT_SIZE, qs->size, R);
+		sw_u16(w, QT_VECTOR, qs->msix_vector, R);
+		sw_u8(w, QT_ENABLED, qs->enabled, R);
+		sw_u64(w, QT_DESC, qs->desc, R);
+		sw_u64(w, QT_DRIVER, qs->driver, R);
+		sw_u64(w, QT_DEVICE, qs->device, R);
+		sw_nest_end(w);
+	}
+	/* Not sw_error(): the caller's nest is still open, which it would count as an error. */
+	return w->err;
+}
+
+static int read_queue(struct state_reader *parent, const struct state_field *f,
+		      struct virtio_pci_state *st, uint64_t *seen)
+{
+	struct virtio_pci_queue_state qs = { 0 };
+	struct state_reader r;
+	struct state_field g;
+	uint16_t idx = 0xffff;
+	int ret = sr_nested(parent, f, &r);
+
+	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
+		switch (g.tag) {
+		case QT_INDEX:   ret = sr_u16(&g, &idx); break;
+		case QT_SIZE:    ret = sr_u16(&g, &qs.size); break;
+		case QT_VECTOR:  ret = sr_u16(&g, &qs.msix_vector); break;
+		case QT_ENABLED: ret = sr_u8(&g, &qs.enabled); break;
+		case QT_DESC:    ret = sr_u64(&g, &qs.desc); break;
+		case QT_DRIVER:  ret = sr_u64(&g, &qs.driver); break;
+		case QT_DEVICE:  ret = sr_u64(&g, &qs.device); break;
+		default:         ret = sr_skip_unknown(&r, &g); break;
+		}
+	}
+	if (ret < 0)
+		return ret;
+	if (idx >= VIRTIO_MAX_QUEUES || (*seen & (1ull << idx))) {
+		log_err("state: virtio-pci queue index %u out of range or repeated", idx);
+		return -EBADMSG;
+	}
+	*seen |= 1ull << idx;
+	st->q[idx] = qs;
+	return 0;
+}
+
+int virtio_pci_state_read(struct state_reader *r, struct virtio_pci_state *st)
+{
+	uint64_t tbl[2 * MSIX_MAX_VECTORS], queues = 0;
+	size_t n_tbl = 0, n_pba = 0;
+	struct state_field f;
+	bool have_cfg = false, have_tbl = false;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	st->config_vector = VIRTIO_NO_VECTOR;
+	while ((ret = sr_next(r, &f)) > 0) {
+		switch (f.tag) {
+		case T_PCI_CFG:
+			ret = sr_bytes(&f, st->pci.cfg, sizeof(st->pci.cfg));
+			have_cfg = ret == 0;
+			break;
+		case T_MSIX_NR:        ret = sr_u16(&f, &st->msix.nr); break;
+		case T_MSIX_TABLE:
+			ret = sr_u64_array(&f, tbl, 2 * MSIX_MAX_VECTORS, &n_tbl);
+			have_tbl = ret == 0;
+			break;
+		case T_MSIX_PBA:
+			ret = sr_u64_array(&f, st->msix.pba, MSIX_MAX_VECTORS / 64, &n_pba);
+			break;
+		case T_STATUS:         ret = sr_u8(&f, &st->status); break;
+		case T_ISR:            ret = sr_u8(&f, &st->isr); break;
+		case T_CFG_GEN:        ret = sr_u8(&f, &st->config_generation); break;
+		case T_DEV_FSEL:       ret = sr_u32(&f, &st->dev_feature_sel); break;
+		case T_DRV_FSEL:       ret = sr_u32(&f, &st->drv_feature_sel); break;
+		case T_DRV_FEATURES:   ret = sr_u64(&f, &st->driver_features); break;
+		case T_ACKED_FEATURES: ret = sr_u64(&f, &st->acked_features); break;
+		case T_CONFIG_VECTOR:  ret = sr_u16(&f, &st->config_vector); break;
+		case T_QUEUE_SEL:      ret = sr_u16(&f, &st->queue_sel); break;
+		case T_NR_VQS:         ret = sr_u16(&f, &st->nr_vqs); break;
+		case T_QUEUE:          ret = read_queue(r, &f, st, &queues); break;
+		default:               ret = sr_skip_unknown(r, &f); break;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	if (ret < 0)
+		return ret;
+	/* Shape checks here; meaning (ids, features, sizes) is virtio_pci_load()'s to check. */
+	if (!have_cfg || !have_tbl || st->msix.nr == 0 || st->msix.nr > MSIX_MAX_VECTORS ||
+	    n_tbl != 2u * st->msix.nr || st->nr_vqs > VIRTIO_MAX_QUEUES ||
+	    queues != (st->nr_vqs == 64 ? ~0ull : (1ull << st->nr_vqs) - 1)) {
+		log_err("state: virtio-pci section is incomplete or inconsistent");
+		return -EBADMSG;
+	}
+	for (unsigned int i = 0; i < st->msix.nr; i++) {
+		st->msix.table[i][0] = (uint32_t)tbl[2 * i];
+		st->msix.table[i][1] = (uint32_t)(tbl[2 * i] >> 32);
+		st->msix.table[i][2] = (uint32_t)tbl[2 * i + 1];
+		st->msix.table[i][3] = (uint32_t)(tbl[2 * i + 1] >> 32);
+	}
+	return 0;
+}
