@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "vmm/bus.h"
@@ -19,9 +21,32 @@
 #include "vmm/vm.h"
 
 /* ---- mock ---- */
+/*
+ * Threaded mode (the pause test): KVM_RUN "runs the guest" until immediate_exit is set, like
+ * a kicked vCPU, without cmocka's expectation queue (not thread-safe).
+ */
+static struct {
+	bool threaded;
+	struct kvm_run **runs;		/* by fd */
+	int in_run;			/* vCPUs inside KVM_RUN now */
+	int entries;
+} tm;
+
 int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg);
 int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg)
 {
+	if (tm.threaded) {
+		struct kvm_run *run = tm.runs[fd];
+
+		if (req != KVM_RUN)
+			return 0;
+		__atomic_fetch_add(&tm.in_run, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&tm.entries, 1, __ATOMIC_SEQ_CST);
+		while (!__atomic_load_n(&run->immediate_exit, __ATOMIC_SEQ_CST))
+			usleep(100);
+		__atomic_fetch_sub(&tm.in_run, 1, __ATOMIC_SEQ_CST);
+		return -EINTR;
+	}
 	check_expected(req);
 	if (req == KVM_GET_REGS) {
 		struct kvm_regs *r = arg;
@@ -349,6 +374,87 @@ static void test_msr_values(void **state)
 	assert_false(msr_boot_value(0x10, &v));			/* TSC is left to KVM */
 }
 
+static bool wait_in_run(int n)
+{
+	for (int i = 0; i < 20000; i++) {		/* 2 s */
+		if (__atomic_load_n(&tm.in_run, __ATOMIC_SEQ_CST) == n)
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
+/*
+ * The pause protocol with real threads (style.md §3.2): vm_pause() returns only when every
+ * vCPU is out of KVM_RUN and acknowledged, nobody re-enters while paused, resume lets them
+ * all back in, and a stop ends the threads with the first reason recorded.
+ */
+static void test_pause_protocol(void **state)
+{
+	enum { N = 3 };
+	struct kvm_run *runs[N];
+	struct vcpu vcpus[N];
+	struct vm vm;
+	uint64_t ev;
+	int entries;
+	unsigned int i;
+
+	memset(&vm, 0, sizeof(vm));
+	memset(vcpus, 0, sizeof(vcpus));
+	pthread_mutex_init(&vm.lock, NULL);
+	pthread_cond_init(&vm.cond, NULL);
+	vm.stop_fd = eventfd(0, EFD_NONBLOCK);
+	vm.vcpus = vcpus;
+	vm.nr_vcpus = N;
+	tm.threaded = true;
+	assert_int_equal(vcpu_signal_setup(), 0);
+	for (i = 0; i < N; i++) {
+		runs[i] = calloc(1, 4096);
+		vcpus[i].vm = &vm;
+		vcpus[i].id = i;
+		vcpus[i].fd = (int)i;
+		vcpus[i].run = runs[i];
+	}
+	tm.runs = calloc(N, sizeof(*tm.runs));
+	for (i = 0; i < N; i++)
+		tm.runs[i] = runs[i];
+
+	assert_int_equal(vm_start(&vm), 0);
+	assert_true(wait_in_run(N));
+
+	assert_int_equal(vm_pause(&vm), 0);
+	assert_int_equal(__atomic_load_n(&tm.in_run, __ATOMIC_SEQ_CST), 0);
+	assert_int_equal(vm.nr_acked, N);
+	entries = __atomic_load_n(&tm.entries, __ATOMIC_SEQ_CST);
+	usleep(20000);
+	assert_int_equal(__atomic_load_n(&tm.entries, __ATOMIC_SEQ_CST), entries);	/* nobody re-entered */
+	assert_int_equal(vm_pause(&vm), -EALREADY);
+
+	assert_int_equal(vm_resume(&vm), 0);
+	assert_true(wait_in_run(N));
+	assert_int_equal(vm_resume(&vm), -EALREADY);
+
+	/* pause and resume again, then stop while running */
+	assert_int_equal(vm_pause(&vm), 0);
+	assert_int_equal(vm_resume(&vm), 0);
+	assert_true(wait_in_run(N));
+	vm_request_stop(&vm, VM_STOP_POWEROFF, 0);
+	vm_request_stop(&vm, VM_STOP_KILLED, 0);		/* the first reason wins */
+	for (i = 0; i < N; i++)
+		vcpu_join(&vcpus[i]);
+	assert_int_equal(vm_exit_status(&vm), 0);
+	assert_int_equal(read(vm.stop_fd, &ev, sizeof(ev)), sizeof(ev));
+	assert_int_equal(vm_pause(&vm), -ESHUTDOWN);
+
+	tm.threaded = false;
+	for (i = 0; i < N; i++)
+		free(runs[i]);
+	free(tm.runs);
+	close(vm.stop_fd);
+	pthread_cond_destroy(&vm.cond);
+	pthread_mutex_destroy(&vm.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +466,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
 		cmocka_unit_test(test_cpuid_topology),
 		cmocka_unit_test(test_msr_values),
+		cmocka_unit_test(test_pause_protocol),
 	};
 	return cmocka_run_group_tests_name("vcpu_exit", tests, NULL, NULL);
 }
