@@ -38,4 +38,15 @@ wait $pid
 st=$?
 [ $st = 7 ] || fail "exit after kill: $st, want 7"
 no_sanitizer_report
+
+# SIGTERM stops the VM through the event loop's signalfd: exit 7 as well
+"$VMM" --firmware "$FW/ticker.bin" --memory 16M --console "file:$con" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null &
+pid=$!
+on_exit "kill -9 $pid 2>/dev/null"
+wait_for "$con" '^TICK 00000002' 20 || fail "second ticker did not start"
+kill -TERM $pid
+wait $pid
+st=$?
+[ $st = 7 ] || fail "exit after SIGTERM: $st, want 7"
+no_sanitizer_report
 pass "pause froze the console at $n1 lines; resume, kill, socket-in-use all as documented"
