@@ -40,10 +40,10 @@ st=$?
 no_sanitizer_report
 
 # SIGTERM stops the VM through the event loop's signalfd: exit 7 as well
-"$VMM" --firmware "$FW/ticker.bin" --memory 16M --console "file:$con" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null &
+"$VMM" --firmware "$FW/ticker.bin" --memory 16M --console "file:$T_TMP/con2" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null &
 pid=$!
 on_exit "kill -9 $pid 2>/dev/null"
-wait_for "$con" '^TICK 00000002' 20 || fail "second ticker did not start"
+wait_for "$T_TMP/con2" '^TICK 00000002' 20 || fail "second ticker did not start"
 kill -TERM $pid
 wait $pid
 st=$?
