@@ -177,6 +177,35 @@ int evloop_writev(struct evloop *l, struct ev_req *req, int fd, const struct iov
 	return 0;
 }
 
+int evloop_fsync(struct evloop *l, struct ev_req *req, int fd, bool datasync)
+{
+	struct io_uring_sqe *sqe;
+	int ret = req_start(l, req, &sqe);
+
+	if (ret < 0)
+		return ret;
+	req->op = OP_RW;
+	io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+	req_commit(sqe, req);
+	return 0;
+}
+
+int evloop_fallocate(struct evloop *l, struct ev_req *req, int fd, int mode, off_t off, off_t len)
+{
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	ret = req_start(l, req, &sqe);
+	if (ret < 0)
+		return ret;
+	req->op = OP_RW;
+	io_uring_prep_fallocate(sqe, fd, mode, off, len);
+	req_commit(sqe, req);
+	return 0;
+}
+
 int evloop_send(struct evloop *l, struct ev_req *req, int fd, const void *buf, size_t len, int flags)
 {
 	struct io_uring_sqe *sqe;

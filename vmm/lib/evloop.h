@@ -128,6 +128,10 @@ int  evloop_readv(struct evloop *l, struct ev_req *req, int fd, const struct iov
 		  off_t off);
 int  evloop_writev(struct evloop *l, struct ev_req *req, int fd, const struct iovec *iov, int n,
 		   off_t off);
+/* fsync(2) (@datasync: fdatasync) and fallocate(2) (e.g. FALLOC_FL_PUNCH_HOLE|KEEP_SIZE)
+ * through the ring (both Linux 5.6, like IORING_OP_READ); res = 0 or -errno. */
+int  evloop_fsync(struct evloop *l, struct ev_req *req, int fd, bool datasync);
+int  evloop_fallocate(struct evloop *l, struct ev_req *req, int fd, int mode, off_t off, off_t len);
 int  evloop_send(struct evloop *l, struct ev_req *req, int fd, const void *buf, size_t len, int flags);
 int  evloop_recv(struct evloop *l, struct ev_req *req, int fd, void *buf, size_t len, int flags);
 /* Relative timeout: res = 0 when it fires, -ECANCELED when cancelled. */

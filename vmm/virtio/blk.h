@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-blk (virtio 1.2 §5.2) on the virtio-pci transport, backed by a raw image
+ * (storage/image.h) through the main loop's io_uring. Several instances per VM (blk0, blk1...).
+ */
+#ifndef VMM_VIRTIO_BLK_H
+#define VMM_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/virtio_blk.h>
+
+#include "vmm/virtio/pci.h"
+#include "vmm/virtio/queue.h"
+
+struct guest_mem;
+struct virtio_blk;
+
+struct virtio_blk_opts {
+	const char *path;		/* raw image: regular file or block device */
+	const char *id;			/* stable device id, e.g. "blk0" (state section, logs) */
+	bool read_only;			/* VIRTIO_BLK_F_RO; the image is opened read-only */
+	bool direct;			/* O_DIRECT */
+	const char *serial;		/* GET_ID answer, up to 20 bytes; NULL: the id */
+};
+
+/*
+ * Open the image, create the device and register it on the PCI bus (env->loop must be the
+ * main loop: the device's I/O and its interrupt batching hook run there). Main thread,
+ * before vCPUs run. 0 or -errno; on failure a one-line reason (no newline) is written to @err,
+ * e.g. "disk /img/a.raw: No such file or directory" — the caller prints it.
+ */
+int  virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
+		       const struct virtio_blk_opts *opts, struct virtio_blk **out,
+		       char *err, size_t errlen);
+/*
+ * vCPUs stopped, the loop not running (teardown): runs the loop until in-flight requests
+ * completed (bounded), then frees.
+ */
+void virtio_blk_destroy(struct virtio_blk *blk);
+
+/* ---- counters (the control socket's per-device report) ---- */
+
+struct virtio_blk_stats {
+	uint64_t read_reqs, read_bytes;
+	uint64_t write_reqs, write_bytes;
+	uint64_t flush_reqs;
+	uint64_t discard_reqs, discard_bytes;
+	uint64_t write_zeroes_reqs, write_zeroes_bytes;
+	uint64_t get_id_reqs;
+	uint64_t ioerr;			/* requests completed with VIRTIO_BLK_S_IOERR */
+	uint64_t unsupp;		/* ... with VIRTIO_BLK_S_UNSUPP */
+	uint64_t inflight;		/* submitted to the image, not completed */
+	uint64_t capacity;		/* sectors */
+	bool read_only, direct;
+};
+/* Any thread (takes the device lock briefly). */
+void virtio_blk_stats(struct virtio_blk *blk, struct virtio_blk_stats *st);
+const char *virtio_blk_id(const struct virtio_blk *blk);
+
+/* ---- migration / snapshots ---- */
+
+/*
+ * Drain: wait (bounded by @timeout_ms) until nothing is in flight, and stop starting new
+ * requests (kicks are remembered). On the loop thread it runs the loop itself; on another
+ * thread it waits for the loop. 0 or -ETIMEDOUT. vCPUs paused.
+ */
+int  virtio_blk_quiesce(struct virtio_blk *blk, unsigned int timeout_ms);
+/* Undo quiesce (e.g. a failed migration resumes the source): serve remembered kicks. Main loop. */
+void virtio_blk_resume(struct virtio_blk *blk);
+
+/* Saved state: transport + queue indices + the config space the guest saw (plain struct). */
+struct virtio_blk_state {
+	struct virtio_pci_state transport;
+	struct vq_state vq;
+	uint64_t capacity;		/* sectors: load refuses a different-sized image */
+	uint8_t read_only;
+};
+
+/* Quiesced, vCPUs paused. -EBUSY if requests are still in flight. */
+int  virtio_blk_save(struct virtio_blk *blk, struct virtio_blk_state *st);
+/*
+ * Load into a freshly created device on the same image (same capacity and read-only flag).
+ * Validates everything (untrusted), then kicks the queue so requests posted before the save
+ * are served. vCPUs paused, main loop. 0 or -EINVAL.
+ */
+int  virtio_blk_load(struct virtio_blk *blk, const struct virtio_blk_state *st);
+
+#endif
