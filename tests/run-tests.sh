@@ -15,6 +15,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 tmplog=
+# Inside the test host, keep the logs where the caller can read them (live) from outside.
+if [ -z "$logdir" ] && [ -n "${LAB_OUT:-}" ] && [ -n "${LAB_INSIDE:-}" ]; then
+	logdir=$LAB_OUT/test-logs/$(date +%Y%m%d-%H%M%S)-$$
+	echo "(test logs: $logdir)"
+fi
 if [ -z "$logdir" ]; then
 	logdir=$(mktemp -d /tmp/vmctl-tests.XXXXXX)
 	tmplog=$logdir
