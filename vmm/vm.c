@@ -273,6 +273,15 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 	ret = vcpu_set_boot_state(&vm->vcpus[0], &bi);
 	if (ret < 0)
 		goto err_vcpus;
+	state_registry_init(&vm->state);
+	ret = vcpu_state_register(vm, &vm->state);
+	if (ret == 0)
+		ret = platform_state_register(vm->platform, &vm->state);
+	if (ret < 0) {
+		log_err("state sections: %s", strerror(-ret));
+		state_registry_destroy(&vm->state);
+		goto err_vcpus;
+	}
 
 	log_dbg("created: %u vCPUs, %" PRIu64 " MiB, entry 0x%" PRIx64 ", initrd 0x%" PRIx64 "+%" PRIu64,
 		vm->nr_vcpus, cfg->mem_bytes >> 20, bi.entry, bi.initrd_addr, bi.initrd_size);
@@ -446,6 +455,7 @@ void vm_destroy(struct vm *vm)
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	state_registry_destroy(&vm->state);
 	platform_destroy(vm->platform);
 	free(vm->msrs);
 	free(vm->cpuid);

@@ -23,6 +23,7 @@
 #include "vmm/config.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
+#include "vmm/state.h"
 #include "vmm/vcpu.h"
 
 struct platform;
@@ -50,6 +51,11 @@ struct vm {
 	struct kvm_cpuid2 *cpuid;	/* supported list, patched per vCPU on a copy */
 	struct kvm_msr_list *msrs;
 	uint64_t rsdp_gpa;
+	/*
+	 * Snapshot/migration sections, in load order: "kvm-vm" (irqchip, PIT, clock), one "vcpu"
+	 * per vCPU, then the platform devices. Save/load only while paused (vm_pause()).
+	 */
+	struct state_registry state;
 	int console_out_fd;		/* UART output */
 
 	pthread_mutex_t lock;		/* leaf: pause/stop handshake, see above */
