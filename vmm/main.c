@@ -115,11 +115,26 @@ static int ctl_status(void *opaque, struct ctl_vm_status *st)
 	struct vmm *m = opaque;
 
 	st->state = vm_stopped(m->vm) ? CTL_RUN_SHUTDOWN :
-		    m->vm->paused ? CTL_RUN_PAUSED : CTL_RUN_RUNNING;
+		    vm_is_paused(m->vm) ? CTL_RUN_PAUSED : CTL_RUN_RUNNING;
 	st->vcpus = m->vm->nr_vcpus;
 	st->memory_bytes = m->vm->mem.size;
 	st->uptime_ns = 0;
 	return 0;
+}
+
+/* Per-vCPU KVM_RUN return counts: cheap evidence that a paused VM really stands still. */
+static void ctl_status_extra(void *opaque, json_object *ret)
+{
+	struct vmm *m = opaque;
+	json_object *arr = json_object_new_array();
+	unsigned int i;
+
+	if (!arr)
+		return;
+	for (i = 0; i < m->vm->nr_vcpus; i++)
+		json_object_array_add(arr, json_object_new_int64(
+			(int64_t)__atomic_load_n(&m->vm->vcpus[i].exits, __ATOMIC_RELAXED)));
+	json_object_object_add(ret, "vcpu-exits", arr);
 }
 
 static int ctl_pause(void *opaque) { return vm_pause(((struct vmm *)opaque)->vm); }
@@ -138,7 +153,7 @@ static int ctl_kill(void *opaque)
 }
 
 static const struct ctl_vm_ops ctl_ops = {
-	.status = ctl_status, .pause = ctl_pause, .resume = ctl_resume,
+	.status = ctl_status, .status_extra = ctl_status_extra, .pause = ctl_pause, .resume = ctl_resume,
 	.powerdown = ctl_powerdown, .kill = ctl_kill, .quit = ctl_kill,
 };
 

@@ -256,7 +256,7 @@ enum vm_stop_reason vcpu_run_once(struct vcpu *v, uint64_t *code)
 
 	*code = 0;
 	ret = kvm_ioctl(v->fd, KVM_RUN, NULL);
-	v->exits++;
+	__atomic_fetch_add(&v->exits, 1, __ATOMIC_RELAXED);
 	if (ret == -EINTR || ret == -EAGAIN) {
 		/* Kicked (or interrupted by an unrelated signal): the caller checks requests. */
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);

@@ -361,6 +361,16 @@ bool vm_stopped(struct vm *vm)
 	return stopped;
 }
 
+bool vm_is_paused(struct vm *vm)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->paused;
+	pthread_mutex_unlock(&vm->lock);
+	return paused;
+}
+
 int vm_pause(struct vm *vm)
 {
 	struct timespec deadline;

@@ -81,6 +81,7 @@ int  vm_resume(struct vm *vm);
 /* Record why the VM stops (first caller wins), stop the vCPUs, wake stop_fd. Any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, uint64_t code);
 bool vm_stopped(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
 /* The process exit status for the recorded stop reason (enum vm_exit_status or a debug code). */
 int  vm_exit_status(struct vm *vm);
 /* "power-off", "reset", ... for logs. */

@@ -18,7 +18,13 @@ n1=$(grep -c TICK "$con")
 sleep 1
 n2=$(grep -c TICK "$con")
 [ "$n1" = "$n2" ] || fail "console moved while paused ($n1 -> $n2 lines)"
-"$CTL" -t 5 "$sock" status | grep -q '"paused"' || fail "status does not say paused"
+"$CTL" -t 5 "$sock" status >"$T_TMP/s1"
+grep -q '"paused"' "$T_TMP/s1" || fail "status does not say paused"
+sleep 0.5
+"$CTL" -t 5 "$sock" status >"$T_TMP/s2"
+e1=$(grep -o '"vcpu-exits":\[[0-9,]*\]' "$T_TMP/s1")
+e2=$(grep -o '"vcpu-exits":\[[0-9,]*\]' "$T_TMP/s2")
+[ -n "$e1" ] && [ "$e1" = "$e2" ] || fail "vCPUs ran while paused: $e1 -> $e2"
 "$CTL" -t 5 "$sock" pause >"$T_TMP/r" && fail "second pause accepted: $(cat "$T_TMP/r")"
 "$CTL" -t 5 "$sock" resume >"$T_TMP/r" || fail "resume failed: $(cat "$T_TMP/r")"
 wait_for "$con" "^TICK $(printf %08x $((n2 + 3)))" 10 || fail "console did not continue after resume"
