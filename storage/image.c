@@ -264,21 +264,28 @@ static int start_rw(struct image_io *io, uint8_t op, struct iovec *iov, int n, u
 {
 	struct image *img = io->img;
 	uint64_t len = 0;
+	bool direct;
+	int ret;
 
 	if (n <= 0 || n > IOV_MAX)
 		return -EINVAL;
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;		/* n <= IOV_MAX entries of size_t: no overflow */
+	direct = direct_ok(img, iov, n, off);
+
+	if (io->op != IMAGE_OP_NONE)
+		return -EBUSY;		/* before touching io->iov of the operation in flight */
 	io->iov = iov;
 	io->iovcnt = n;
-	if (direct_ok(img, iov, n, off)) {
-		io->fd = img->dfd;
-		img->st.direct_ops++;
-	} else {
-		io->fd = img->fd;
-		img->st.buffered_ops++;
+	io->fd = direct ? img->dfd : img->fd;
+	ret = start(io, op, off, len, flags);
+	if (ret == 0) {
+		if (direct)
+			img->st.direct_ops++;
+		else
+			img->st.buffered_ops++;
 	}
-	return start(io, op, off, len, flags);
+	return ret;
 }
 
 /* ---- public: operations ---- */
