@@ -1,7 +1,8 @@
 #!/bin/bash
 # Run test scripts and count: exit 0 pass, 77 skip, anything else fail. Each script gets a
-# time limit (TEST_TIMEOUT, default 600 s). Prints one line per test and, last, the summary
-# `N passed, N failed, N skipped`; exits non-zero if any test failed.
+# time limit (TEST_TIMEOUT, default 600 s), after which it and all it started are killed.
+# Prints one line per test and, last, the summary `N passed, N failed, N skipped`; exits
+# non-zero if any test failed.
 #   usage: tests/run-tests.sh [--counts FILE] [--log DIR] TEST_OR_DIR...
 #   --counts FILE   also write "passed failed skipped" there (for a caller adding up tiers)
 #   --log DIR       keep each test's output in DIR/<test>.log (default: a temp dir)
@@ -33,12 +34,39 @@ for a in "$@"; do
 		tests+=("$a")
 	fi
 done
+# Run a test in its own session so that, at the time limit, everything it started goes too
+# (a nested `timeout` puts its child in another process group, but not another session).
+run_one() {
+	local t=$1 lf=$2 limit=${TEST_TIMEOUT:-600} pid end st
+	setsid "$t" >"$lf" 2>&1 </dev/null &
+	pid=$!
+	end=$((SECONDS + limit))
+	while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.5; done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "run-tests: $t still running after ${limit}s: stopping it and everything it started" >>"$lf"
+		kill_session "$pid" TERM
+		sleep 5
+		kill_session "$pid" KILL
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid"
+	st=$?
+	kill_session "$pid" KILL	# leftovers of a finished test
+	return $st
+}
+kill_session() {	# kill_session SID SIGNAL: every process of that session, by pid
+	local p
+	for p in $(ps -e -o pid= -o sid= | awk -v s="$1" '$2 == s {print $1}'); do
+		kill -"$2" "$p" 2>/dev/null
+	done
+}
 p=0 f=0 s=0 failed=()
 for t in "${tests[@]}"; do
 	n=$(basename "$(dirname "$t")")/$(basename "$t" .sh)
 	lf=$logdir/${n//\//_}.log
 	t0=$SECONDS
-	timeout -k 10 "${TEST_TIMEOUT:-600}" "$t" >"$lf" 2>&1 </dev/null
+	run_one "$t" "$lf"
 	st=$?
 	d=$((SECONDS - t0))
 	case $st in

@@ -6,7 +6,7 @@ need_file "$GUEST/bzImage"
 command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
 boot() {	# boot CPUS MEM_MIB ACTION [RUN]: console into $T_TMP/con, status in $st
 	local extra=${4:+vmctl.run=$4}
-	timeout 300 qemu-system-x86_64 -enable-kvm -cpu host -M q35 -smp "$1" -m "$2" -nodefaults \
+	timeout -k 10 300 qemu-system-x86_64 -enable-kvm -cpu host -M q35 -smp "$1" -m "$2" -nodefaults \
 		-display none -no-reboot -serial "file:$T_TMP/con" \
 		-kernel "$GUEST/bzImage" -initrd "$GUEST/initramfs.cpio.gz" \
 		-append "console=ttyS0 quiet panic=-1 vmctl.action=$3 $extra" </dev/null
