@@ -140,6 +140,8 @@ static void port61_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	struct timespec ts;
 	uint8_t v;
 
+	if (!len)
+		return;
 	if (!p->port61_warned) {
 		p->port61_warned = 1;	/* racy between vCPUs at worst: a second warning */
 		log_warn("port 0x61 reached user space: create the PIT with KVM_PIT_SPEAKER_DUMMY "
@@ -156,7 +158,8 @@ static void port61_write(void *opaque, uint64_t off, const void *data, uint32_t 
 {
 	struct platform *p = opaque;
 
-	p->port61 = *(const uint8_t *)data & 0x0f;
+	if (len)
+		p->port61 = *(const uint8_t *)data & 0x0f;
 }
 
 static const struct bus_ops port61_ops = { .read = port61_read, .write = port61_write };

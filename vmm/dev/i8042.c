@@ -191,6 +191,8 @@ static void data_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	struct i8042 *k = opaque;
 	uint8_t v = 0;
 
+	if (!len)
+		return;
 	pthread_mutex_lock(&k->lock);
 	if (k->out_count) {
 		v = k->outq[k->out_head];
@@ -206,6 +208,8 @@ static void data_write(void *opaque, uint64_t off, const void *data, uint32_t le
 {
 	struct i8042 *k = opaque;
 
+	if (!len)
+		return;
 	pthread_mutex_lock(&k->lock);
 	data_write_locked(k, *(const uint8_t *)data);
 	pthread_mutex_unlock(&k->lock);
@@ -216,6 +220,8 @@ static void cmd_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	struct i8042 *k = opaque;
 	uint8_t v;
 
+	if (!len)
+		return;
 	pthread_mutex_lock(&k->lock);
 	/* The input buffer is never full: commands are processed at once. */
 	v = (uint8_t)(k->status | STS_UNLOCKED | (k->out_count ? STS_OBF : 0));
@@ -228,6 +234,8 @@ static void cmd_write(void *opaque, uint64_t off, const void *data, uint32_t len
 {
 	struct i8042 *k = opaque;
 
+	if (!len)
+		return;
 	pthread_mutex_lock(&k->lock);
 	cmd_write_locked(k, *(const uint8_t *)data);
 	pthread_mutex_unlock(&k->lock);

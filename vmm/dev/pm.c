@@ -177,12 +177,16 @@ void pm_cf9_write(struct pm *pm, uint8_t val)
 
 static void cf9_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
+	if (!len)
+		return;
 	memset(data, 0, len);
 	*(uint8_t *)data = pm_cf9_read(opaque);
 }
 
 static void cf9_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {
+	if (!len)
+		return;
 	pm_cf9_write(opaque, *(const uint8_t *)data);
 }
 
