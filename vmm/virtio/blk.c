@@ -788,6 +788,17 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	blk->quiesced = true;
 	ret = drain_locked(blk, BLK_DRAIN_MS);
 	pthread_mutex_unlock(&blk->vd.lock);
+	{
+		const struct virtio_blk_stats *s = &blk->st;
+
+		/* Lifecycle summary: what the guest did to the disk (tests assert on it). */
+		log_info("%s: stop: read %" PRIu64 "/%" PRIu64 " B, write %" PRIu64 "/%" PRIu64
+			 " B, flush %" PRIu64 ", discard %" PRIu64 "/%" PRIu64 " B, write-zeroes %"
+			 PRIu64 "/%" PRIu64 " B, get-id %" PRIu64 ", ioerr %" PRIu64 ", unsupp %" PRIu64,
+			 blk->id, s->read_reqs, s->read_bytes, s->write_reqs, s->write_bytes,
+			 s->flush_reqs, s->discard_reqs, s->discard_bytes, s->write_zeroes_reqs,
+			 s->write_zeroes_bytes, s->get_id_reqs, s->ioerr, s->unsupp);
+	}
 	evloop_before_wait_del(blk->loop, &blk->hook);
 	virtio_pci_remove(blk->vp);
 	if (ret < 0) {
