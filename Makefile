@@ -78,6 +78,7 @@ test_vcpu_exit_LDFLAGS := -Wl,--wrap=kvm_ioctl
 test_dirty_LDFLAGS := -Wl,--wrap=kvm_ioctl
 test_virtio_net_LDFLAGS := -Wl,--wrap=kvm_ioctl
 test_virtio_blk_LDFLAGS := -Wl,--wrap=kvm_ioctl
+test_virtio_balloon_LDFLAGS := -Wl,--wrap=kvm_ioctl
 
 # ---- test guest, test host, tests, demo, benchmarks (see docs/testing.md) ----
 deps:
