@@ -25,6 +25,7 @@
 
 #include "migrate/migration.h"
 #include "migrate/proto.h"
+#include "migrate/stream.h"
 #include "vmm/ctl.h"
 #include "vmm/lib/log.h"
 #include "vmm/vm.h"
@@ -436,6 +437,20 @@ void mig_detach(struct mig_ctx *m)
 	if (m->worker_joinable)
 		pthread_join(m->worker, NULL);
 	state_registry_destroy(&m->reg);
+	if (m->in_stream) {
+		/* Loaded but never started: no ACK, so the source resumes its copy. */
+		mig_stream_destroy(m->in_stream);
+		free(m->in_stream);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->end_pending) {
+		/* The worker's end is still queued on the loop; it frees @m when (if) it runs. */
+		m->dead = true;
+		m->ctl = NULL;
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }

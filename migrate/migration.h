@@ -108,6 +108,8 @@ struct mig_ctx {
 	bool cancel;
 	struct mig_stream *stream;	/* the live one, for cancel */
 	struct ctl_call *wait_call;	/* "migrate" with wait=true: replied at the end */
+	bool end_pending;		/* the worker posted its end to the loop, not run yet */
+	bool dead;			/* detached while end_pending: the posted end frees */
 
 	/* destination: the stream kept open until ACK(COMPLETE) is sent */
 	struct mig_stream *in_stream;

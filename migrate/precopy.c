@@ -445,6 +445,15 @@ static void end_on_loop(void *opaque)
 	struct mig_ctx *m = opaque;
 	bool done;
 
+	pthread_mutex_lock(&m->lock);
+	m->end_pending = false;
+	done = m->dead;
+	pthread_mutex_unlock(&m->lock);
+	if (done) {			/* mig_detach ran first: only the memory is left */
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return;
+	}
 	mig_report_end(m);
 	pthread_mutex_lock(&m->lock);
 	done = m->st.phase == MIG_ST_COMPLETED;
@@ -570,6 +579,7 @@ out:
 		snprintf(m->st.error, sizeof(m->st.error), "%s", pc->err);
 	}
 	m->worker_running = false;
+	m->end_pending = true;
 	pthread_mutex_unlock(&m->lock);
 	if (ret == 0)
 		log_info("migration completed: total %.1f ms, downtime %.1f ms, setup %.1f ms, "
