@@ -29,7 +29,6 @@
 #include "vmm/ctl.h"
 #include "vmm/lib/log.h"
 #include "vmm/vm.h"
-#include "vmm/vm_state.h"
 
 uint64_t mig_now_ns(void)
 {
@@ -130,7 +129,7 @@ int mig_local_config(struct mig_ctx *m, struct mig_config *c)
 
 	c->mem_bytes = m->vm->mem.size;
 	c->nr_vcpus = m->vm->nr_vcpus;
-	ret = mig_config_add_registry(c, &m->reg);
+	ret = mig_config_add_registry(c, m->reg);
 	if (ret < 0)
 		return ret;
 	for (i = 0; cpuid && i < cpuid->nent && i < MIG_MAX_CPUID; i++) {
@@ -387,10 +386,11 @@ int mig_attach(struct vm *vm, struct evloop *loop, struct ctl_server *ctl, struc
 	m->loop = loop;
 	m->ctl = ctl;
 	pthread_mutex_init(&m->lock, NULL);
-	state_registry_init(&m->reg);
-	ret = vm_state_register_all(vm, &m->reg);
-	if (ret < 0)
-		goto err;
+	/*
+	 * The VM's own registry (vm_create registers the KVM, vCPU and platform sections in
+	 * load order; devices add theirs): snapshots and migration carry whatever is there.
+	 */
+	m->reg = &vm->state;
 	if (ctl) {
 		ret = ctl_server_register(ctl, mig_cmds, sizeof(mig_cmds) / sizeof(mig_cmds[0]), m);
 		if (ret < 0) {
@@ -401,7 +401,6 @@ int mig_attach(struct vm *vm, struct evloop *loop, struct ctl_server *ctl, struc
 	*out = m;
 	return 0;
 err:
-	state_registry_destroy(&m->reg);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	return ret;
@@ -436,7 +435,6 @@ void mig_detach(struct mig_ctx *m)
 		mig_precopy_cancel(m);
 	if (m->worker_joinable)
 		pthread_join(m->worker, NULL);
-	state_registry_destroy(&m->reg);
 	if (m->in_stream) {
 		/* Loaded but never started: no ACK, so the source resumes its copy. */
 		mig_stream_destroy(m->in_stream);

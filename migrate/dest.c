@@ -242,7 +242,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 			p = NULL;
 			break;
 		case MIG_COMPLETE:
-			ret = state_load_buf(&m->reg, state, state_len, NULL);
+			ret = state_load_buf(m->reg, state, state_len, NULL);
 			if (ret < 0)
 				snprintf(why, sizeof(why), "loading device state: %s", strerror(-ret));
 			else

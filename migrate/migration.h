@@ -97,7 +97,7 @@ struct mig_ctx {
 	struct vm *vm;
 	struct evloop *loop;
 	struct ctl_server *ctl;
-	struct state_registry reg;
+	struct state_registry *reg;	/* &vm->state */
 
 	pthread_mutex_t lock;		/* leaf: status, cancel, stream pointer */
 	struct mig_status st;

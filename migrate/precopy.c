@@ -404,7 +404,7 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 		pc->paused_by_us = true;
 	else if (ret != -EALREADY)
 		return fail(pc, ret, "pausing the vCPUs: %s", strerror(-ret));
-	ret = state_quiesce_all(&pc->m->reg);
+	ret = state_quiesce_all(pc->m->reg);
 	if (ret < 0)
 		return fail(pc, ret, "quiescing devices: %s", strerror(-ret));
 	ret = mig_dirty_sync(&pc->d, pc->bm, &count);
@@ -419,7 +419,7 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 		return ret;
 
 	state_mem_sink_init(&sink);
-	ret = state_save_all(&pc->m->reg, &sink.sink);
+	ret = state_save_all(pc->m->reg, &sink.sink);
 	if (ret < 0) {
 		free(sink.buf);
 		return fail(pc, ret, "saving device state: %s", strerror(-ret));

@@ -217,10 +217,10 @@ int mig_snapshot_save(struct mig_ctx *m, const char *path, uint64_t *bytes_out)
 		ret = mig_config_encode(&c, &cfg, &cfg_len);
 	if (ret < 0)
 		goto out;
-	ret = state_quiesce_all(&m->reg);
+	ret = state_quiesce_all(m->reg);
 	if (ret < 0)
 		goto out;
-	ret = state_save_all(&m->reg, &sink.sink);
+	ret = state_save_all(m->reg, &sink.sink);
 	if (ret < 0)
 		goto out;
 
@@ -360,7 +360,7 @@ int mig_snapshot_restore(struct mig_ctx *m, const char *path)
 	ret = ram_read(&m->vm->mem, fd, h.ram_off);
 	if (ret < 0)
 		goto err_io;
-	ret = state_load_buf(&m->reg, state, h.state_len, NULL);
+	ret = state_load_buf(m->reg, state, h.state_len, NULL);
 	if (ret < 0) {
 		log_err("snapshot %s: loading state: %s", path, strerror(-ret));
 		goto out;
