@@ -1,0 +1,90 @@
+# Sourced by tests/migrate/*.sh: tiny guests (firmware/tiny, dirty.bin = the dirtier/verifier)
+# on this machine's /dev/kvm, migrated between vmm processes over loopback.
+. "$(dirname "$0")/../tiny/common.bash"
+CTL=$BIN/vmm-ctl
+need_file "$CTL"
+MEM=32M
+# The migration options come with the wiring in vmm/main.c (migrate/migration.h).
+"$VMM" --incoming 2>&1 | grep -q "needs an argument" || skip "this vmm has no --incoming (migration not wired into main.c)"
+
+# every vmm's stderr in this test, checked for sanitizer reports
+no_sanitizer_reports() {
+	! grep -lE 'AddressSanitizer|runtime error:|LeakSanitizer' "$T_TMP"/*.err 2>/dev/null ||
+		{ cat "$T_TMP"/*.err; fail "sanitizer report"; }
+}
+
+# free_port: a TCP port nobody listens on (bounded search from a per-test random start)
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 30000))
+		! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { echo $p; return; }
+	done
+	fail "no free port"
+}
+
+# start_vmm NAME [vmm args...]: the dirtier with console $T_TMP/NAME.con, stderr NAME.err,
+# control socket NAME.sock; pid in $pid (and NAME_pid)
+start_vmm() {
+	local n=$1
+	shift
+	"$VMM" --firmware "$FW/dirty.bin" --memory "$MEM" --console "file:$T_TMP/$n.con" \
+		--control "$T_TMP/$n.sock" "$@" >"$T_TMP/$n.out" 2>"$T_TMP/$n.err" </dev/null &
+	pid=$!
+	eval "${n}_pid=$pid"
+	on_exit "kill -9 $pid 2>/dev/null"
+}
+
+# last_pass NAME: the last PASS number on NAME's console (decimal), 0 if none
+last_pass() {
+	local h
+	h=$(grep -a '^PASS ' "$T_TMP/$1.con" 2>/dev/null | tail -1 | cut -d' ' -f2)
+	echo $((16#${h:-0}))
+}
+
+# first_pass NAME
+first_pass() {
+	local h
+	h=$(grep -a '^PASS ' "$T_TMP/$1.con" 2>/dev/null | head -1 | cut -d' ' -f2)
+	echo $((16#${h:-0}))
+}
+
+no_bad() { ! grep -aq BAD "$T_TMP/$1.con" || fail "$1: the verifier found a bad page: $(grep -a BAD "$T_TMP/$1.con")"; }
+
+# wait_passes NAME N SECS: until NAME's console shows pass N
+wait_passes() {
+	local end=$((SECONDS + $3))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(last_pass "$1")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_exit PID SECS: the exit status in $st, fail on timeout
+wait_exit() {
+	local end=$((SECONDS + $2))
+	while kill -0 "$1" 2>/dev/null; do
+		[ $SECONDS -ge "$end" ] && fail "pid $1 still running after $2 s"
+		sleep 0.1
+	done
+	wait "$1"
+	st=$?
+}
+
+ctl() { "$CTL" -t "${CTL_T:-30}" "$@"; }
+
+# json_field JSON KEY: a scalar member (crude, enough for our own replies)
+json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
+
+# wait_phase SOCK PHASE SECS: until migrate-status says PHASE
+wait_phase() {
+	local end=$((SECONDS + $3)) r
+	while [ $SECONDS -lt $end ]; do
+		r=$(ctl "$1" migrate-status 2>/dev/null)
+		[ "$(json_field "$r" phase)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "$r"
+	return 1
+}
