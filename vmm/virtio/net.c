@@ -11,15 +11,14 @@
  *   tx: on a kick, pop chains, copy and check the header, writev(header copy + the guest's
  *       payload segments) to the tap, push used. A header the guest may rewrite is copied
  *       first (checked once, used once); the payload is the guest's own business.
- *   rx: the tap fd is polled (multishot). When it is readable, gather receive chains until
- *       they can hold the largest packet the tap may give (64 KiB + header with guest TSO,
- *       MTU + 18 + header without), readv straight into them with a bounce buffer as the last
- *       iovec (a packet longer than the buffers lands there and is dropped instead of being
- *       truncated silently by the tap), then return the chains the packet used with
- *       num_buffers in its header, all at once (rx_push_batch). With fewer buffers than that,
- *       the packet is read into the bounce buffer and copied, or kept there until the guest
- *       posts more (mergeable buffers). No buffers at all: the poll is cancelled and rx waits
- *       for the guest's next rx kick (event idx: avail_event is set so the guest kicks once).
+ *   rx: the tap fd is polled (multishot). When it is readable, gather receive chains for the
+ *       size recent packets had, readv straight into them with a bounce buffer as the last
+ *       iovec (a longer packet spills there instead of being truncated by the tap: then it is
+ *       completed from the bounce buffer with more chains), and return the chains the packet
+ *       used with num_buffers in its header, all at once (rx_push_batch). Mergeable buffers
+ *       short of a whole packet: it waits in the bounce buffer for the guest's next buffers.
+ *       No buffers at all: the poll is cancelled and rx waits for the guest's next rx kick
+ *       (event idx: avail_event is set so the guest kicks once).
  *   Interrupts are decided once per loop turn (a before-wait hook) with event-idx suppression.
  *
  * Threading: packet work runs on the main loop with vd.lock held. activate/reset/config run
@@ -98,6 +97,7 @@ struct net_qp {
 	bool rx_want;			/* the poll should be armed (active, link up, buffers) */
 	bool rx_notify, tx_notify;	/* used entries pushed since the last interrupt decision */
 	uint32_t pend_len;		/* a packet held in bounce (mergeable, short of buffers) */
+	uint32_t rx_hint;		/* bytes to gather buffers for: recent packet sizes */
 	uint8_t *bounce;		/* NET_BOUNCE_LEN */
 	struct vq_seg *rx_segs;		/* NET_RX_SEG_POOL */
 	struct iovec *rx_iov;		/* NET_RX_SEG_POOL + 1 */
@@ -526,11 +526,27 @@ static enum rx_result rx_error(struct net_qp *qp, unsigned int nch)
 	return RX_ERROR;
 }
 
-/* Receive one packet from the tap. */
+/* Track recent packet sizes: jump up at once, decay slowly (1/16 of the gap per packet). */
+static void rx_hint_update(struct net_qp *qp, uint32_t len)
+{
+	if (len >= qp->rx_hint)
+		qp->rx_hint = len;
+	else
+		qp->rx_hint -= (qp->rx_hint - len) / 16;
+}
+
+/*
+ * Receive one packet from the tap. Chains are gathered for the size recent packets had
+ * (rx_hint), not for the largest possible one: popping and giving back ~40 buffers for every
+ * 66-byte ACK costs more than the occasional miss. A packet longer than the gathered buffers
+ * spills into the bounce buffer behind them (the tap never truncates); then the part already in
+ * guest buffers is copied next to it and the whole packet goes the rx_pending way (more
+ * buffers, or wait for them, or drop without mergeable buffers).
+ */
 static enum rx_result rx_one(struct net_qp *qp)
 {
 	struct virtio_net *net = qp->net;
-	uint32_t max = rx_max_packet(net), cap, len;
+	uint32_t max = rx_max_packet(net), want, cap, len, off = 0;
 	unsigned int niov = 0;
 	bool empty;
 	ssize_t n;
@@ -538,51 +554,46 @@ static enum rx_result rx_one(struct net_qp *qp)
 
 	if (qp->pend_len)
 		return rx_pending(qp);
-	nch = rx_gather(qp, max, &cap, &empty);
+	want = qp->rx_hint < max ? qp->rx_hint : max;
+	nch = rx_gather(qp, want, &cap, &empty);
 	if (nch < 0)
 		return RX_BROKEN;
 	if (nch == 0)
 		return RX_NOBUF;
-	if (cap >= max) {
-		/* Zero copy; the bounce tail only catches packets longer than promised. */
-		for (int c = 0; c < nch; c++)
-			for (unsigned int i = 0; i < qp->rx_ch[c].n; i++)
-				qp->rx_iov[niov++] = (struct iovec){ qp->rx_ch[c].segs[i].addr,
-								     qp->rx_ch[c].segs[i].len };
-		qp->rx_iov[niov++] = (struct iovec){ qp->bounce, NET_BOUNCE_LEN };
-		n = readv(qp->fd, qp->rx_iov, (int)niov);
-		if (n < 0)
-			return rx_error(qp, (unsigned int)nch);
-		len = (uint32_t)n;
-		if (len > cap || len < NET_HDR_LEN + ETH_HLEN)
-			goto drop;
-		rx_complete(qp, (unsigned int)nch, len);
-		return RX_DONE;
-	}
-	/* Fewer buffers than the largest packet: read it whole, then see whether it fits. */
-	n = read(qp->fd, qp->bounce, NET_BOUNCE_LEN);
+	for (int c = 0; c < nch; c++)
+		for (unsigned int i = 0; i < qp->rx_ch[c].n; i++)
+			qp->rx_iov[niov++] = (struct iovec){ qp->rx_ch[c].segs[i].addr,
+							     qp->rx_ch[c].segs[i].len };
+	if (cap < NET_BOUNCE_LEN)
+		qp->rx_iov[niov++] = (struct iovec){ qp->bounce + cap, NET_BOUNCE_LEN - cap };
+	n = readv(qp->fd, qp->rx_iov, (int)niov);
 	if (n < 0)
 		return rx_error(qp, (unsigned int)nch);
 	len = (uint32_t)n;
-	if (len < NET_HDR_LEN + ETH_HLEN)
-		goto drop;
-	if (len <= cap) {
-		rx_copy_bounce(qp, (unsigned int)nch, len);
-		rx_complete(qp, (unsigned int)nch, len);
+	if (len < NET_HDR_LEN + ETH_HLEN) {
+		vq_unpop(&qp->rx, (unsigned int)nch);
+		net->stats.rx_drops++;
 		return RX_DONE;
 	}
-	vq_unpop(&qp->rx, (unsigned int)nch);
-	if (has(net, VIRTIO_NET_F_MRG_RXBUF) && empty && (unsigned int)nch < qp->rx.size) {
-		qp->pend_len = len;	/* wait for more buffers */
-		return RX_NOBUF;
+	rx_hint_update(qp, len);
+	if (len <= cap) {
+		rx_complete(qp, (unsigned int)nch, len);	/* zero copy */
+		return RX_DONE;
 	}
-	dev_ratelimited(net, LOG_WARN, "rx: %u-byte packet, guest buffers hold %u: dropped", len, cap);
-	net->stats.rx_drops++;
-	return RX_DONE;
-drop:
+	/* Spilled: bring the head of the packet next to its tail in the bounce buffer. */
+	for (int c = 0; c < nch; c++)
+		for (unsigned int i = 0; i < qp->rx_ch[c].n; i++) {
+			memcpy(qp->bounce + off, qp->rx_ch[c].segs[i].addr, qp->rx_ch[c].segs[i].len);
+			off += qp->rx_ch[c].segs[i].len;
+		}
 	vq_unpop(&qp->rx, (unsigned int)nch);
-	net->stats.rx_drops++;
-	return RX_DONE;
+	if (!has(net, VIRTIO_NET_F_MRG_RXBUF)) {
+		dev_ratelimited(net, LOG_WARN, "rx: %u-byte packet, guest buffer holds %u: dropped", len, cap);
+		net->stats.rx_drops++;
+		return RX_DONE;
+	}
+	qp->pend_len = len;
+	return rx_pending(qp);
 }
 
 /* Arm or cancel the tap poll to match rx_want. Loop thread, lock held. */
@@ -907,6 +918,7 @@ static void qp_reset(struct net_qp *qp)
 	qp->rx_want = false;
 	qp->rx_notify = qp->tx_notify = false;
 	qp->pend_len = 0;		/* a packet for the old driver instance */
+	qp->rx_hint = NET_HDR_LEN + qp->net->mtu + ETH_HLEN + 4u;
 	qp->tx_more = false;
 	qp_post_work(qp);		/* cancels the polls on the loop thread */
 }
