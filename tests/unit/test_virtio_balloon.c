@@ -244,6 +244,37 @@ static uint16_t used_idx(struct fx *f, unsigned int q)
 	return __atomic_load_n(&f->r[q].used->idx, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * Kick the way Linux's driver does after adding buffers since avail index @old: only if the
+ * device asked for it (avail_event with EVENT_IDX, else used->flags). A device that forgets
+ * to ask would hang a real driver: fail then.
+ */
+static void drv_kick(struct fx *f, unsigned int q, uint16_t old, bool event_idx)
+{
+	struct ring *r = &f->r[q];
+	bool need;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (event_idx) {
+		uint16_t ev = __atomic_load_n((uint16_t *)&r->used->ring[r->size], __ATOMIC_ACQUIRE);
+
+		need = (uint16_t)(r->avail_idx - ev - 1) < (uint16_t)(r->avail_idx - old);
+	} else {
+		need = !(__atomic_load_n(&r->used->flags, __ATOMIC_ACQUIRE) & VRING_USED_F_NO_NOTIFY);
+	}
+	if (!need)
+		fail_msg("queue %u: the device did not ask for a kick at avail %u", q, r->avail_idx);
+	kick(f, q);
+}
+
+/* The driver consumed the used ring up to its index (Linux then moves used_event there). */
+static void drv_consume(struct fx *f, unsigned int q)
+{
+	struct ring *r = &f->r[q];
+
+	__atomic_store_n(&r->avail->ring[r->size], used_idx(f, q), __ATOMIC_RELEASE);
+}
+
 static int64_t memfd_bytes(struct fx *f)
 {
 	struct stat st;
@@ -390,7 +421,7 @@ static void test_inflate_releases_memory(void **state)
 	long rss0, rss1;
 	uint16_t u0;
 
-	drv_start(f, F_DEFAULT, 3);
+	drv_start(f, F_DEFAULT | (1ull << VIRTIO_RING_F_EVENT_IDX), 3);
 	fill(f, DATA, 32ull << 20, 0xaa);
 
 	/* 8 MiB as 2048 PFNs, in a scrambled order, 256 per buffer (what Linux sends). */
@@ -403,7 +434,9 @@ static void test_inflate_releases_memory(void **state)
 	before = memfd_bytes(f);
 	rss0 = rss_shmem_kib();
 	assert_true(before >= (int64_t)(32ull << 20));
-	kick(f, 0);
+	drv_kick(f, 0, u0, true);
+	assert_true(isr(f) & VIRTIO_PCI_ISR_QUEUE);
+	drv_consume(f, 0);
 	assert_int_equal(used_idx(f, 0), (uint16_t)(u0 + N / PER));
 	assert_int_equal(f->r[0].used->ring[0].len, 0);
 	assert_false(needs_reset(f));
@@ -462,7 +495,7 @@ static void test_inflate_releases_memory(void **state)
 		int64_t m = memfd_bytes(f);
 
 		post(f, 1, pfn_buf(f, &one, 1), 4, 0);
-		kick(f, 1);
+		drv_kick(f, 1, 0, true);
 		assert_int_equal(used_idx(f, 1), 1);
 		assert_int_equal(info(f).deflate_pages, 1);
 		assert_int_equal(memfd_bytes(f), m);
@@ -611,22 +644,24 @@ static uint64_t now_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void test_stats_protocol(void **state)
+/* The statsq protocol as Linux drives it: kicks and interrupts as the device asks for them. */
+static void stats_protocol(struct fx *f, bool ei)
 {
-	struct fx *f = *state;
 	const uint16_t tags[] = { BALLOON_S_MEMFREE, BALLOON_S_MEMTOT, 99, BALLOON_S_MINFLT };
 	const uint64_t vals[] = { 100ull << 20, 1ull << 30, 7, 5 };
+	const uint64_t feat = F_DEFAULT | (ei ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0);
 	struct virtio_balloon_info in;
-	uint16_t head;
+	uint16_t head, old;
 	uint64_t t0 = now_realtime_ns();
 
-	drv_start(f, F_DEFAULT, 3);
+	drv_start(f, feat, 3);
 	assert_int_equal(virtio_balloon_request_stats(f->b), -EAGAIN);	/* nothing held */
 
 	/* The driver primes the queue with one buffer: the device keeps it. */
 	put_stats(f, STATBUF, tags, vals, 4);
+	old = f->r[2].avail_idx;
 	head = post(f, 2, STATBUF, 40, 0);
-	kick(f, 2);
+	drv_kick(f, 2, old, ei);
 	assert_false(needs_reset(f));
 	assert_int_equal(used_idx(f, 2), 0);
 	in = info(f);
@@ -644,6 +679,7 @@ static void test_stats_protocol(void **state)
 	assert_int_equal(f->r[2].used->ring[0].id, head);
 	assert_int_equal(f->r[2].used->ring[0].len, 0);
 	assert_true(isr(f) & VIRTIO_PCI_ISR_QUEUE);
+	drv_consume(f, 2);
 	assert_int_equal(virtio_balloon_request_stats(f->b), -EAGAIN);	/* not refilled yet */
 
 	/* The driver refills (a report replaces the previous one whole) and posts it again. */
@@ -652,47 +688,64 @@ static void test_stats_protocol(void **state)
 		const uint64_t v2[] = { 50ull << 20 };
 
 		put_stats(f, STATBUF, t2, v2, 1);
+		old = f->r[2].avail_idx;
 		post(f, 2, STATBUF, 10, 0);
-		kick(f, 2);
+		drv_kick(f, 2, old, ei);
 		in = info(f);
 		assert_int_equal(in.stats_updates, 2);
 		assert_int_equal(in.stats_valid, 1u << BALLOON_S_MEMFREE);
 		assert_int_equal(in.stats[BALLOON_S_MEMFREE], 50ull << 20);
 	}
 
-	/* Timed refresh through the event loop: 20 ms period, bounded wait of 2 s. */
+	/* Timed refresh through the event loop: 20 ms period, several rounds, each bounded. */
 	assert_int_equal(virtio_balloon_set_stats_interval(f->b, 20 * 1000 * 1000), 0);
 	assert_int_equal(info(f).stats_interval_ns, 20 * 1000 * 1000);
-	for (int i = 0; i < 200 && used_idx(f, 2) == 1; i++)
-		assert_true(evloop_run_once(&f->loop, 10 * 1000 * 1000) >= 0);
-	assert_int_equal(used_idx(f, 2), 2);
-	/* Refilled; the timer returns it again, and again (it re-arms itself). */
-	post(f, 2, STATBUF, 10, 0);
-	kick(f, 2);
-	for (int i = 0; i < 200 && used_idx(f, 2) == 2; i++)
-		assert_true(evloop_run_once(&f->loop, 10 * 1000 * 1000) >= 0);
-	assert_int_equal(used_idx(f, 2), 3);
-	assert_int_equal(info(f).stats_updates, 3);
+	for (uint16_t round = 2; round <= 5; round++) {
+		for (int i = 0; i < 200 && used_idx(f, 2) == round - 1; i++)
+			assert_true(evloop_run_once(&f->loop, 10 * 1000 * 1000) >= 0);
+		assert_int_equal(used_idx(f, 2), round);
+		if (!(isr(f) & VIRTIO_PCI_ISR_QUEUE))
+			fail_msg("round %u: buffer returned without an interrupt", round);
+		drv_consume(f, 2);
+		old = f->r[2].avail_idx;
+		post(f, 2, STATBUF, 10, 0);
+		drv_kick(f, 2, old, ei);
+		assert_int_equal(info(f).stats_updates, round + 1);
+	}
 
 	/* Period 0: the buffer stays with the device. */
 	assert_int_equal(virtio_balloon_set_stats_interval(f->b, 0), 0);
-	post(f, 2, STATBUF, 10, 0);
-	kick(f, 2);
 	for (int i = 0; i < 10; i++)
 		evloop_run_once(&f->loop, 10 * 1000 * 1000);
-	assert_int_equal(used_idx(f, 2), 3);
+	assert_int_equal(used_idx(f, 2), 5);
 
 	/* A second buffer while one is held: the older one is returned, the newer kept. */
+	old = f->r[2].avail_idx;
 	head = post(f, 2, STATBUF + 0x100, 10, 0);
 	put_stats(f, STATBUF + 0x100, (const uint16_t[]){ BALLOON_S_AVAIL }, (const uint64_t[]){ 9 }, 1);
-	kick(f, 2);
+	drv_kick(f, 2, old, ei);
 	assert_false(needs_reset(f));
-	assert_int_equal(used_idx(f, 2), 4);
+	assert_int_equal(used_idx(f, 2), 6);
+	assert_true(isr(f) & VIRTIO_PCI_ISR_QUEUE);
+	drv_consume(f, 2);
 	assert_int_equal(info(f).stats[BALLOON_S_AVAIL], 9);
 	assert_int_equal(virtio_balloon_request_stats(f->b), 0);
-	assert_int_equal(used_idx(f, 2), 5);
-	assert_int_equal(f->r[2].used->ring[4].id, head);
+	assert_int_equal(used_idx(f, 2), 7);
+	assert_int_equal(f->r[2].used->ring[6].id, head);
+	assert_true(isr(f) & VIRTIO_PCI_ISR_QUEUE);
+	drv_consume(f, 2);
+}
 
+static void test_stats_protocol_event_idx(void **state)
+{
+	stats_protocol(*state, true);
+}
+
+static void test_stats_protocol(void **state)
+{
+	struct fx *f = *state;
+
+	stats_protocol(f, false);
 	/* A device reset drops the held buffer. */
 	post(f, 2, STATBUF, 10, 0);
 	kick(f, 2);
@@ -974,6 +1027,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test_setup_teardown(test_stats_queue_without_feature, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stats_protocol_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl, setup, teardown),
 	};

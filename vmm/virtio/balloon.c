@@ -314,29 +314,38 @@ static void process_stats_queue(struct virtio_balloon *b)
 	bool pushed = false;
 	int ret;
 
-	while ((ret = vq_pop(vq, &ch)) > 0) {
-		ret = handle_stats_chain(b, &ch);
-		if (ret < 0)
-			break;
-		if (b->stats_held) {
-			/*
-			 * A second buffer while we hold one: the driver broke §5.5.6.3 but nothing
-			 * is at risk. Give the older one back (as QEMU does) and keep the newest.
-			 */
-			struct vq_chain old = { .head = b->stats_head };
+	/*
+	 * The same disable/pop/re-enable loop as the PFN queues even though buffers are held,
+	 * not used: re-enabling publishes avail_event (EVENT_IDX), without which the driver
+	 * would never kick for its refills after the first.
+	 */
+	do {
+		vq_disable_notify(vq);
+		while ((ret = vq_pop(vq, &ch)) > 0) {
+			ret = handle_stats_chain(b, &ch);
+			if (ret < 0)
+				break;
+			if (b->stats_held) {
+				/*
+				 * A second buffer while we hold one: the driver broke §5.5.6.3
+				 * but nothing is at risk. Give the older one back (as QEMU
+				 * does) and keep the newest.
+				 */
+				struct vq_chain old = { .head = b->stats_head };
 
-			log_ratelimited(LOG_DBG, "%s: second stats buffer, returning %u",
-					b->vd.id, b->stats_head);
-			vq_push(vq, &old, 0);
-			pushed = true;
+				log_ratelimited(LOG_DBG, "%s: second stats buffer, returning %u",
+						b->vd.id, b->stats_head);
+				vq_push(vq, &old, 0);
+				pushed = true;
+			}
+			b->stats_held = true;
+			b->stats_head = ch.head;
 		}
-		b->stats_held = true;
-		b->stats_head = ch.head;
-	}
-	if (ret < 0) {
-		virtio_dev_needs_reset(&b->vd);
-		return;
-	}
+		if (ret < 0) {
+			virtio_dev_needs_reset(&b->vd);
+			return;
+		}
+	} while (vq_enable_notify(vq));
 	if (pushed && vq_should_notify(vq))
 		virtio_dev_notify(&b->vd, BALLOON_Q_STATS);
 }
