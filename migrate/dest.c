@@ -66,6 +66,20 @@ static int accept_one(int lfd, int *fd_out)
 	}
 }
 
+/* Errors of the state loader (vmm/state.h) in words for the one-line reason. */
+static const char *state_err(int err)
+{
+	switch (err) {
+	case -EILSEQ: return "checksum mismatch (corrupted)";
+	case -EBADMSG: return "malformed or truncated";
+	case -E2BIG: return "over a size limit";
+	case -EPROTO: return "unknown or repeated section, or unknown required field";
+	case -EPROTONOSUPPORT: return "section version not supported here";
+	case -ENOENT: return "a section this VM needs is missing";
+	default: return strerror(-err);
+	}
+}
+
 static void send_abort(struct mig_stream *s, int err, const char *msg)
 {
 	uint8_t ab[8 + MIG_MAX_ABORT_MSG];
@@ -171,8 +185,9 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 			snprintf(why, sizeof(why), "%s", ret == -ECONNRESET ?
 				 "the source closed the connection mid-stream" :
 				 ret == -ETIMEDOUT ? "no data from the source for 30 s" :
-				 ret == -EBADMSG || ret == -E2BIG || ret == -EPROTO ?
-				 "malformed message header" : strerror(-ret));
+				 ret == -EBADMSG ? "malformed message header" :
+				 ret == -E2BIG ? "message length over its limit" :
+				 ret == -EPROTO ? "unknown command" : strerror(-ret));
 			break;
 		}
 		ret = mig_seq_accept(&seq, h.cmd, 0);
@@ -234,7 +249,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 		case MIG_STATE:
 			ret = state_verify_buf(p, h.len, NULL);
 			if (ret < 0) {
-				snprintf(why, sizeof(why), "device state rejected: %s", strerror(-ret));
+				snprintf(why, sizeof(why), "device state rejected: %s", state_err(ret));
 				break;
 			}
 			state = p;
@@ -244,7 +259,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 		case MIG_COMPLETE:
 			ret = state_load_buf(m->reg, state, state_len, NULL);
 			if (ret < 0)
-				snprintf(why, sizeof(why), "loading device state: %s", strerror(-ret));
+				snprintf(why, sizeof(why), "loading device state: %s", state_err(ret));
 			else
 				done = true;
 			break;
