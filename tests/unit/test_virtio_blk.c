@@ -31,6 +31,7 @@
 #include "vmm/irq.h"
 #include "vmm/lib/evloop.h"
 #include "vmm/memory.h"
+#include "vmm/state.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/pci.h"
 
@@ -758,6 +759,55 @@ static void test_quiesce_save_load(void **state)
 	}
 }
 
+/* The TLV section through the state registry: quiesce, save, load into a new device. */
+static void test_state_section(void **state)
+{
+	struct fx *f = *state;
+	struct state_registry reg1 = { 0 }, reg2 = { 0 };
+	struct state_mem_sink sink;
+	struct pci_bus pb2;
+	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM, .irq = &f->irq };
+	struct virtio_pci_env env2;
+	struct virtio_blk *b2;
+	struct virtio_blk_opts o = { .path = f->path, .id = "blk0" };
+	char err[256];
+
+	driver_init(f, 0);
+	assert_int_equal(blk_read(f, 7, BUF, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(virtio_blk_register_state(f->blk, &reg1), 0);
+	hdr_at(f, f->next_desc, VIRTIO_BLK_T_IN, 11);
+	post(f, (struct d[]){ { HDR + 16u * f->next_desc, 16, false }, { BUF + 0x1000, 512, true },
+			      { STATUS + f->next_desc, 1, true } }, 3);
+	assert_int_equal(state_quiesce_all(&reg1), 0);
+	kick(f);
+	run_a_while(f);				/* held back: quiesced */
+	assert_int_equal(le16toh(f->used->idx), 1);
+	state_mem_sink_init(&sink);
+	assert_int_equal(state_save_all(&reg1, &sink.sink), 0);
+	state_registry_destroy(&reg1);
+	virtio_blk_destroy(f->blk);
+	f->blk = NULL;
+
+	assert_int_equal(pci_init(&pb2, &penv), 0);
+	env2 = (struct virtio_pci_env){ .pci = &pb2, .irq = &f->irq, .loop = &f->loop, .vm_fd = -1 };
+	assert_int_equal(virtio_blk_create(&env2, &f->mem, &o, &b2, err, sizeof(err)), 0);
+	assert_int_equal(virtio_blk_register_state(b2, &reg2), 0);
+	assert_int_equal(state_load_buf(&reg2, sink.buf, sink.len, NULL), 0);
+	run_until(f, 2);
+	assert_string_equal((char *)gp(f, BUF + 0x1000, 4), "S11");
+	/* A stream cut short is refused before anything changes. */
+	assert_true(state_load_buf(&reg2, sink.buf, sink.len - 5, NULL) < 0);
+	state_registry_destroy(&reg2);
+	virtio_blk_destroy(b2);
+	pci_destroy(&pb2);
+	free(sink.buf);
+	{
+		struct virtio_pci_env env = { .pci = &f->pb, .irq = &f->irq, .loop = &f->loop, .vm_fd = -1 };
+
+		assert_int_equal(virtio_blk_create(&env, &f->mem, &o, &f->blk, err, sizeof(err)), 0);
+	}
+}
+
 static void test_resume_after_quiesce(void **state)
 {
 	struct fx *f = *state;
@@ -927,6 +977,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset_in_flight, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce_save_load, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_after_quiesce, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_state_section, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_no_flush_feature, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_direct, setup_direct, teardown),
 		cmocka_unit_test(test_image_layer),

@@ -63,6 +63,16 @@ const char *virtio_blk_id(const struct virtio_blk *blk);
 /* ---- migration / snapshots ---- */
 
 /*
+ * Register the device's state section ("virtio-blk" v1, TLV fields of struct virtio_blk_state;
+ * blk_state.c) under its id. Its quiesce drains and then holds new requests back (so nothing
+ * touches guest RAM or the image after the final RAM pass): a caller that resumes the vCPUs
+ * after a failed migration must also call virtio_blk_resume(), or the disk stays stopped.
+ * 0 or state_register()'s -errno.
+ */
+struct state_registry;
+int  virtio_blk_register_state(struct virtio_blk *blk, struct state_registry *reg);
+
+/*
  * Drain: wait (bounded by @timeout_ms) until nothing is in flight, and stop starting new
  * requests (kicks are remembered). On the loop thread it runs the loop itself; on another
  * thread it waits for the loop. 0 or -ETIMEDOUT. vCPUs paused.
