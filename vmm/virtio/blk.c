@@ -590,8 +590,10 @@ int virtio_blk_quiesce(struct virtio_blk *blk, unsigned int timeout_ms)
 	return ret;
 }
 
-void virtio_blk_resume(struct virtio_blk *blk)
+static void resume_on_loop(void *opaque)
 {
+	struct virtio_blk *blk = opaque;
+
 	pthread_mutex_lock(&blk->vd.lock);
 	blk->quiesced = false;
 	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
@@ -603,6 +605,15 @@ void virtio_blk_resume(struct virtio_blk *blk)
 		}
 	}
 	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+void virtio_blk_resume(struct virtio_blk *blk)
+{
+	/* Requests are only ever submitted on the loop thread (evloop.h). */
+	if (evloop_in_loop_thread(blk->loop))
+		resume_on_loop(blk);
+	else if (evloop_post(blk->loop, resume_on_loop, blk) < 0)
+		log_err("%s: resume: out of memory; the disk stays stopped", blk->id);
 }
 
 int virtio_blk_save(struct virtio_blk *blk, struct virtio_blk_state *st)

@@ -78,7 +78,10 @@ int  virtio_blk_register_state(struct virtio_blk *blk, struct state_registry *re
  * thread it waits for the loop. 0 or -ETIMEDOUT. vCPUs paused.
  */
 int  virtio_blk_quiesce(struct virtio_blk *blk, unsigned int timeout_ms);
-/* Undo quiesce (e.g. a failed migration resumes the source): serve remembered kicks. Main loop. */
+/*
+ * Undo quiesce (e.g. a failed migration resumes the source): serve remembered kicks. Any
+ * thread (from another one the work is posted to the loop); a no-op when not quiesced.
+ */
 void virtio_blk_resume(struct virtio_blk *blk);
 
 /* Saved state: transport + queue indices + the config space the guest saw (plain struct). */
