@@ -4,7 +4,7 @@
 expect1() {	# expect1 REGEX vmm-args...
 	local re=$1
 	shift
-	timeout 60 "$VMM" "$@" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null
+	timeout -k 5 60 "$VMM" "$@" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null
 	st=$?
 	[ $st = 1 ] || { cat "$T_TMP/err"; fail "vmm $*: exit $st, want 1"; }
 	[ "$(wc -l <"$T_TMP/err")" = 1 ] || { cat "$T_TMP/err"; fail "vmm $*: want one line"; }
