@@ -87,14 +87,6 @@ void vcpu_join(struct vcpu *v);
 /* Install the empty SIGVCPUKICK handler (once per process). */
 int  vcpu_signal_setup(void);
 
-/*
- * Snapshot/migration state (vcpu_x86.c): registers the "kvm-vm" section (PIC, IOAPIC, PIT,
- * kvmclock) and one "vcpu" section per vCPU, in that order, with @reg. Save/load only while
- * every vCPU is paused. 0 or -errno.
- */
-struct state_registry;
-int  vcpu_state_register(struct vm *vm, struct state_registry *reg);
-
 /* CPUID (cpuid.c): the host's supported list, and the per-vCPU patch applied to a copy. */
 int  cpuid_get_supported(int sys_fd, struct kvm_cpuid2 **out);
 void cpuid_patch(struct kvm_cpuid2 *c, unsigned int apic_id, unsigned int nr_cpus);

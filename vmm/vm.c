@@ -25,6 +25,7 @@
 #include "vmm/lib/log.h"
 #include "vmm/platform.h"
 #include "vmm/vm.h"
+#include "vmm/vm_state.h"
 
 /* Below 4 GiB, above the LAPIC, in the MMIO gap: KVM's private pages on Intel VMX. */
 #define VM_IDENTITY_MAP_ADDR	0xfffbc000ull
@@ -273,12 +274,10 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 	ret = vcpu_set_boot_state(&vm->vcpus[0], &bi);
 	if (ret < 0)
 		goto err_vcpus;
+	/* Snapshot/migration sections in load order: KVM devices, vCPUs, platform (vm_state.h). */
 	state_registry_init(&vm->state);
-	ret = vcpu_state_register(vm, &vm->state);
-	if (ret == 0)
-		ret = platform_state_register(vm->platform, &vm->state);
+	ret = vm_state_register_all(vm, &vm->state);
 	if (ret < 0) {
-		log_err("state sections: %s", strerror(-ret));
 		state_registry_destroy(&vm->state);
 		goto err_vcpus;
 	}

@@ -3,7 +3,7 @@
  * vCPU exit decoding driven by a fake struct kvm_run: PIO (single and string), MMIO, the
  * unclaimed paths, and every exit that stops the VM; KVM_RUN itself through a mocked
  * kvm_ioctl (-Wl,--wrap=kvm_ioctl): a kick (-EINTR), a triple fault with its register dump,
- * a failing KVM_RUN. Also the per-vCPU CPUID topology patch.
+ * a failing KVM_RUN. Also the per-vCPU CPUID topology patch and the pause protocol.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,7 +17,6 @@
 #include <cmocka.h>
 
 #include "vmm/bus.h"
-#include "vmm/state.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -28,18 +27,14 @@
  */
 static struct {
 	bool threaded;
-	bool fake_state;		/* the state round-trip test: a KVM that remembers */
 	struct kvm_run **runs;		/* by fd */
 	int in_run;			/* vCPUs inside KVM_RUN now */
 	int entries;
 } tm;
 
-int fake_state_ioctl(int fd, unsigned long req, void *arg);
 int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg);
 int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg)
 {
-	if (tm.fake_state)
-		return fake_state_ioctl(fd, req, arg);
 	if (tm.threaded) {
 		struct kvm_run *run = tm.runs[fd];
 
@@ -63,109 +58,6 @@ int __wrap_kvm_ioctl(int fd, unsigned long req, void *arg)
 		memset(arg, 0, sizeof(struct kvm_sregs));
 	}
 	return mock_type(int);
-}
-
-/*
- * A fake KVM for the state round trip: every GET fills its struct with a pattern derived from
- * the request and fd and remembers a hash; every SET must bring back exactly that content.
- * MSR 0x99999 is "unreadable" (KVM_GET_MSRS stops there), to exercise the skip.
- */
-#define FAKE_MAX 64
-static struct {
-	unsigned long req[FAKE_MAX];
-	int fd[FAKE_MAX];
-	uint64_t hash[FAKE_MAX];
-	unsigned int n, sets, set_msrs;
-} fk;
-
-static uint64_t fnv(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint64_t h = 1469598103934665603ull;
-
-	while (len--)
-		h = (h ^ *b++) * 1099511628211ull;
-	return h;
-}
-
-/* The GET request whose content the SET @req must carry back. */
-static unsigned long get_of(unsigned long req)
-{
-	switch (req) {
-	case KVM_SET_REGS: return KVM_GET_REGS;
-	case KVM_SET_SREGS: return KVM_GET_SREGS;
-	case KVM_SET_XSAVE: return KVM_GET_XSAVE;
-	case KVM_SET_XCRS: return KVM_GET_XCRS;
-	case KVM_SET_LAPIC: return KVM_GET_LAPIC;
-	case KVM_SET_VCPU_EVENTS: return KVM_GET_VCPU_EVENTS;
-	case KVM_SET_DEBUGREGS: return KVM_GET_DEBUGREGS;
-	case KVM_SET_MP_STATE: return KVM_GET_MP_STATE;
-	case KVM_SET_PIT2: return KVM_GET_PIT2;
-	default: return 0;
-	}
-}
-
-int fake_state_ioctl(int fd, unsigned long req, void *arg)
-{
-	size_t size = _IOC_SIZE(req);
-	unsigned int i;
-
-	if (req == KVM_GET_MSRS || req == KVM_SET_MSRS) {
-		struct kvm_msrs *m = arg;
-
-		for (i = 0; i < m->nmsrs; i++) {
-			if (req == KVM_GET_MSRS) {
-				if (m->entries[i].index == 0x99999)
-					return (int)i;
-				m->entries[i].data = m->entries[i].index * 3 + (uint64_t)fd;
-			} else if (m->entries[i].data != m->entries[i].index * 3 + (uint64_t)fd ||
-				   m->entries[i].index == 0x99999) {
-				return (int)i;
-			}
-		}
-		if (req == KVM_SET_MSRS)
-			fk.set_msrs += m->nmsrs;
-		return (int)m->nmsrs;
-	}
-	if (req == KVM_GET_IRQCHIP || req == KVM_SET_IRQCHIP) {
-		struct kvm_irqchip *c = arg;
-
-		if (req == KVM_GET_IRQCHIP)
-			memset(&c->chip, 0x30 + (int)c->chip_id, sizeof(c->chip));
-		else
-			assert_int_equal(c->chip.dummy[7], 0x30 + (int)c->chip_id);
-		fk.sets += req == KVM_SET_IRQCHIP;
-		return 0;
-	}
-	if (req == KVM_GET_CLOCK) {
-		memset(arg, 0, size);
-		((struct kvm_clock_data *)arg)->clock = 123456789;
-		return 0;
-	}
-	if (req == KVM_SET_CLOCK) {
-		assert_int_equal(((struct kvm_clock_data *)arg)->clock, 123456789);
-		fk.sets++;
-		return 0;
-	}
-	if (_IOC_DIR(req) & _IOC_READ && !(_IOC_DIR(req) & _IOC_WRITE) ? 1 : get_of(req) == 0) {
-		/* a GET: fill and remember */
-		memset(arg, (int)((req & 0xff) ^ (unsigned long)fd), size);
-		if (req == KVM_GET_MP_STATE)
-			((struct kvm_mp_state *)arg)->mp_state = KVM_MP_STATE_HALTED;
-		assert_true(fk.n < FAKE_MAX);
-		fk.req[fk.n] = req;
-		fk.fd[fk.n] = fd;
-		fk.hash[fk.n++] = fnv(arg, size);
-		return 0;
-	}
-	for (i = 0; i < fk.n; i++)
-		if (fk.req[i] == get_of(req) && fk.fd[i] == fd) {
-			assert_int_equal(fnv(arg, size), fk.hash[i]);
-			fk.sets++;
-			return 0;
-		}
-	fail_msg("SET 0x%lx on fd %d without a GET", req, fd);
-	return -EINVAL;
 }
 
 /* ---- a recording device ---- */
@@ -563,54 +455,6 @@ static void test_pause_protocol(void **state)
 	pthread_mutex_destroy(&vm.lock);
 }
 
-/* vCPU + in-kernel device state: save into a stream, load it back, every ioctl round-trips. */
-static void test_state_round_trip(void **state)
-{
-	struct { struct kvm_msr_list l; uint32_t idx[4]; } msrs = {
-		.l.nmsrs = 4, .idx = { 0x10, 0x174, 0x99999, 0xc0000080 } };
-	struct state_mem_sink sink;
-	struct state_registry reg;
-	struct vcpu vcpus[2];
-	struct vm vm;
-	unsigned int i;
-
-	memset(&vm, 0, sizeof(vm));
-	memset(vcpus, 0, sizeof(vcpus));
-	memset(&fk, 0, sizeof(fk));
-	vm.kvm.vm_fd = 9;
-	vm.vcpus = vcpus;
-	vm.nr_vcpus = 2;
-	vm.msrs = &msrs.l;
-	for (i = 0; i < 2; i++) {
-		vcpus[i].vm = &vm;
-		vcpus[i].id = i;
-		vcpus[i].fd = 20 + (int)i;
-	}
-	tm.fake_state = true;
-	state_registry_init(&reg);
-	assert_int_equal(vcpu_state_register(&vm, &reg), 0);
-	assert_int_equal(reg.nr, 3);
-	assert_string_equal(reg.entries[0].ops->name, "kvm-vm");	/* loads before the LAPICs */
-	state_mem_sink_init(&sink);
-	assert_int_equal(state_save_all(&reg, &sink.sink), 0);
-	assert_int_equal(state_verify_buf(sink.buf, sink.len, NULL), 0);
-
-	assert_int_equal(state_load_buf(&reg, sink.buf, sink.len, NULL), 0);
-	/* per vCPU: 8 struct SETs; VM: 3 irqchips + PIT + clock */
-	assert_int_equal(fk.sets, 2 * 8 + 5);
-	assert_int_equal(fk.set_msrs, 2 * 3);		/* the unreadable one skipped */
-
-	/* a damaged stream is refused before anything is set */
-	fk.sets = 0;
-	sink.buf[sink.len / 2] ^= 0x40;
-	assert_true(state_load_buf(&reg, sink.buf, sink.len, NULL) < 0);
-	assert_int_equal(fk.sets, 0);
-
-	tm.fake_state = false;
-	free(sink.buf);
-	state_registry_destroy(&reg);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -623,7 +467,6 @@ int main(void)
 		cmocka_unit_test(test_cpuid_topology),
 		cmocka_unit_test(test_msr_values),
 		cmocka_unit_test(test_pause_protocol),
-		cmocka_unit_test(test_state_round_trip),
 	};
 	return cmocka_run_group_tests_name("vcpu_exit", tests, NULL, NULL);
 }
