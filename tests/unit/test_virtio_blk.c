@@ -324,7 +324,7 @@ static void test_config_and_features(void **state)
 	cap = rd(f, off + offsetof(struct virtio_blk_config, capacity), 4) |
 	      (uint64_t)rd(f, off + offsetof(struct virtio_blk_config, capacity) + 4, 4) << 32;
 	assert_int_equal(cap, IMG_SECTORS);
-	assert_int_equal(rd(f, off + offsetof(struct virtio_blk_config, seg_max), 4), 126);
+	assert_int_equal(rd(f, off + offsetof(struct virtio_blk_config, seg_max), 4), 254);
 	assert_int_equal(rd(f, off + offsetof(struct virtio_blk_config, size_max), 4), 1u << 20);
 	assert_int_equal(rd(f, off + offsetof(struct virtio_blk_config, blk_size), 4), 512);
 	if (!f->ro) {
@@ -556,7 +556,7 @@ static void test_hostile_requests(void **state)
 static void test_unanswerable_chains(void **state)
 {
 	struct fx *f = *state;
-	struct vring_desc *ind = gp(f, INDIR, 16 * 200);
+	struct vring_desc *ind = gp(f, INDIR, 16 * 300);
 
 	/* No writable byte for the status. */
 	driver_init(f, 0);
@@ -576,15 +576,15 @@ static void test_unanswerable_chains(void **state)
 	run_a_while(f);
 	assert_true(needs_reset(f));
 
-	/* More segments than seg_max + 2 (through an indirect table of 130). */
+	/* More segments than seg_max + 2 (through an indirect table of 258). */
 	wr(f, VIRTIO_PCI_COMMON_STATUS, 1, 0);
 	driver_init(f, 0);
 	hdr_at(f, 0, VIRTIO_BLK_T_IN, 0);
 	ind[0] = (struct vring_desc){ htole64(HDR), htole32(16), htole16(VRING_DESC_F_NEXT), htole16(1) };
-	for (int i = 1; i < 130; i++)
-		ind[i] = (struct vring_desc){ htole64(BUF + 512u * i), htole32(i == 129 ? 1 : 512),
-			htole16(VRING_DESC_F_WRITE | (i < 129 ? VRING_DESC_F_NEXT : 0)), htole16(i + 1) };
-	f->desc[0] = (struct vring_desc){ htole64(INDIR), htole32(16 * 130), htole16(VRING_DESC_F_INDIRECT), 0 };
+	for (int i = 1; i < 258; i++)
+		ind[i] = (struct vring_desc){ htole64(BUF + 512u * i), htole32(i == 257 ? 1 : 512),
+			htole16(VRING_DESC_F_WRITE | (i < 257 ? VRING_DESC_F_NEXT : 0)), htole16(i + 1) };
+	f->desc[0] = (struct vring_desc){ htole64(INDIR), htole32(16 * 258), htole16(VRING_DESC_F_INDIRECT), 0 };
 	f->avail->ring[0] = 0;
 	__atomic_store_n(&f->avail->idx, htole16(1), __ATOMIC_RELEASE);
 	kick(f);

@@ -41,7 +41,7 @@
 
 #define BLK_NR_QUEUES		1
 #define BLK_QUEUE_SIZE		256
-#define BLK_SEG_MAX		126		/* data segments; a chain adds header + status */
+#define BLK_SEG_MAX		(BLK_QUEUE_SIZE - 2)	/* data segments; a chain adds header + status */
 #define BLK_CHAIN_MAX		(BLK_SEG_MAX + 2)
 #define BLK_SIZE_MAX		(1u << 20)	/* bytes per data segment */
 #define BLK_SECTOR		512u
@@ -801,14 +801,19 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	pthread_mutex_unlock(&blk->vd.lock);
 	{
 		const struct virtio_blk_stats *s = &blk->st;
+		struct image_stats is;
+
+		image_get_stats(blk->img, &is);
 
 		/* Lifecycle summary: what the guest did to the disk (tests assert on it). */
 		log_info("%s: stop: read %" PRIu64 "/%" PRIu64 " B, write %" PRIu64 "/%" PRIu64
 			 " B, flush %" PRIu64 ", discard %" PRIu64 "/%" PRIu64 " B, write-zeroes %"
-			 PRIu64 "/%" PRIu64 " B, get-id %" PRIu64 ", ioerr %" PRIu64 ", unsupp %" PRIu64,
+			 PRIu64 "/%" PRIu64 " B, get-id %" PRIu64 ", ioerr %" PRIu64 ", unsupp %" PRIu64 ", direct/buffered %"
+			 PRIu64 "/%" PRIu64,
 			 blk->id, s->read_reqs, s->read_bytes, s->write_reqs, s->write_bytes,
 			 s->flush_reqs, s->discard_reqs, s->discard_bytes, s->write_zeroes_reqs,
-			 s->write_zeroes_bytes, s->get_id_reqs, s->ioerr, s->unsupp);
+			 s->write_zeroes_bytes, s->get_id_reqs, s->ioerr, s->unsupp, is.direct_ops,
+			 is.buffered_ops);
 	}
 	evloop_before_wait_del(blk->loop, &blk->hook);
 	virtio_pci_remove(blk->vp);
