@@ -393,7 +393,7 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 {
 	struct state_mem_sink sink;
 	uint8_t *payload = NULL;
-	uint64_t count = 0, pages0;
+	uint64_t count = 0, pages0, t_paused, t_pages, t_state;
 	int ret;
 
 	throttle_stop(pc);
@@ -404,6 +404,7 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 		pc->paused_by_us = true;
 	else if (ret != -EALREADY)
 		return fail(pc, ret, "pausing the vCPUs: %s", strerror(-ret));
+	t_paused = mig_now_ns();
 	ret = state_quiesce_all(pc->m->reg);
 	if (ret < 0)
 		return fail(pc, ret, "quiescing devices: %s", strerror(-ret));
@@ -417,6 +418,8 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	ret = round_end(pc, pc->m->st.round + 1, pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0);
 	if (ret < 0)
 		return ret;
+	t_pages = mig_now_ns();
+	count = pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0;
 
 	state_mem_sink_init(&sink);
 	ret = state_save_all(pc->m->reg, &sink.sink);
@@ -433,9 +436,15 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	if (ret < 0)
 		return fail(pc, ret, "sending state: %s", strerror(-ret));
 	set_phase(pc, MIG_ST_COMPLETING);
+	t_state = mig_now_ns();
 	pc->s.timeout_ms = ACK_TIMEOUT_MS;	/* the destination loads state first */
 	ret = expect(pc, MIG_ACK, MIG_COMPLETE, &payload, NULL);
 	free(payload);
+	if (ret == 0)
+		log_info("stop-and-copy: pause %.2f ms, last %" PRIu64 " pages %.2f ms, state %.2f ms,"
+			 " destination load+resume+ack %.2f ms", (double)(t_paused - *t_pause) / 1e6,
+			 count, (double)(t_pages - t_paused) / 1e6, (double)(t_state - t_pages) / 1e6,
+			 (double)(mig_now_ns() - t_state) / 1e6);
 	return ret;
 }
 
