@@ -573,6 +573,11 @@ static void *worker(void *arg)
 	ret = stop_and_copy(pc, &t_pause);
 out:
 	t_end = mig_now_ns();
+	if (ret < 0 && ret != -ECANCELED && cancelled(pc)) {
+		/* Whatever failed, it failed because the cancel shut the connection down. */
+		ret = -ECANCELED;
+		snprintf(pc->err, sizeof(pc->err), "cancelled");
+	}
 	if (ret < 0 && !pc->err[0])
 		fail(pc, ret, "%s", strerror(-ret));
 	cleanup(pc, ret);
