@@ -42,7 +42,7 @@ fi
 if [[ " $tiers " == *" host "* ]]; then
 	step "bare machine: tiny guests and host tests"
 	dirs=()
-	for d in tests/tiny tests/host; do [ -d "$d" ] && dirs+=("$d"); done
+	for d in tests/tiny tests/migrate tests/host; do [ -d "$d" ] && dirs+=("$d"); done
 	tests/run-tests.sh --counts build/host.counts "${dirs[@]}"
 	read -r a b c <build/host.counts
 	add "$a" "$b" "$c"
