@@ -2,7 +2,9 @@
 /*
  * memverify: the migration oracle inside the test guest (style.md §3.4 item 13).
  *
- * Takes most of the guest's free RAM (or MiB given as argv[1]) and runs in passes: pass n
+ * Takes most of the guest's free RAM (or MiB given as argv[1]; argv[2] = a dirtying rate in
+ * MiB/s to pace the writes at, for benchmarks; 0 or absent = as fast as it can) and runs in
+ * passes: pass n
  * writes into every page a header {magic, pass n, page index, checksum} and fills the rest
  * of the page's first 64 bytes from a hash of (n, index); then it reads every page back and
  * checks all of it. Between writing and verifying it also checks, at the start of each pass,
@@ -98,11 +100,12 @@ static uint64_t avail_mib(void)
 int main(int argc, char **argv)
 {
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : avail_mib();
-	uint64_t pages, n, i, t0, tp;
+	uint64_t rate = argc > 2 ? strtoull(argv[2], NULL, 0) : 0;	/* MiB/s, 0 = unpaced */
+	uint64_t pages, n, i, t0, tp, written = 0;
 	uint8_t *mem;
 
-	if (mib < 1)
-		mib = 1;
+	if (mib < 1)			/* "0": the default size */
+		mib = avail_mib();
 	pages = mib * 1024 * 1024 / PAGE;
 	mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -124,6 +127,13 @@ int main(int argc, char **argv)
 			expect(n, i, w);
 			memcpy(p, w, sizeof(w));
 			p[PAGE / 8 - 1] = w[7];
+			/* pace: every 1 MiB written, sleep until the rate allows the next */
+			if (rate && ++written % 256 == 0) {
+				uint64_t due = t0 + written * 1000 / (rate * 256), t = now_ms();
+
+				if (due > t)
+					usleep((useconds_t)(due - t) * 1000);
+			}
 		}
 		if (check(mem, pages, n))
 			return 1;
