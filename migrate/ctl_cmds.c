@@ -372,6 +372,18 @@ void mig_report_end(struct mig_ctx *m)
 	}
 }
 
+bool mig_busy(struct mig_ctx *m)
+{
+	bool busy;
+
+	if (!m)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	busy = m->worker_running;
+	pthread_mutex_unlock(&m->lock);
+	return busy;
+}
+
 /* ---- lifecycle ---- */
 
 int mig_attach(struct vm *vm, struct evloop *loop, struct ctl_server *ctl, struct mig_ctx **out)

@@ -128,6 +128,13 @@ int  mig_started(struct mig_ctx *m);
 /* Cancel a running migration (the VM keeps running here) and join the worker; free. */
 void mig_detach(struct mig_ctx *m);
 
+/*
+ * True while a migration owns the VM (worker running): the control socket's pause/resume
+ * must then be refused (-EBUSY), or a resume could let vCPUs run during stop-and-copy.
+ * Loop thread.
+ */
+bool mig_busy(struct mig_ctx *m);
+
 /* ---- used between the migrate/ files ---- */
 
 /* Start the source worker with @p. -EBUSY if one runs. */
