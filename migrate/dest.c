@@ -36,6 +36,22 @@
 
 #define DEST_TIMEOUT_MS		30000
 
+/*
+ * Fault injection for the failure tests (tests/migrate/failure-tiny.sh), from the
+ * environment: VMM_MIG_FAULT=at-state (give up when STATE arrives: the source is then in
+ * stop-and-copy with its vCPUs paused) or no-ack (load and start, then stop without sending
+ * ACK(COMPLETE): the source waits for it). Never set in production.
+ */
+static bool fault(const char *what)
+{
+	const char *f = getenv("VMM_MIG_FAULT");
+
+	if (!f || strcmp(f, what))
+		return false;
+	log_warn("VMM_MIG_FAULT=%s: failing on purpose", what);
+	return true;
+}
+
 /* Wait for the source; SIGTERM/SIGINT (blocked in main, not yet on a signalfd) end the wait. */
 static int accept_one(int lfd, int *fd_out)
 {
@@ -247,6 +263,11 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 			break;
 		}
 		case MIG_STATE:
+			if (fault("at-state")) {
+				snprintf(why, sizeof(why), "fault injected at STATE");
+				ret = -ECONNABORTED;	/* no ABORT: like a crash */
+				break;
+			}
 			ret = state_verify_buf(p, h.len, NULL);
 			if (ret < 0) {
 				snprintf(why, sizeof(why), "device state rejected: %s", state_err(ret));
@@ -311,7 +332,7 @@ int mig_dest_ack(struct mig_ctx *m)
 	int ret;
 
 	mig_ack_encode(ack, MIG_COMPLETE);
-	ret = mig_stream_send_msg(s, MIG_ACK, ack, sizeof(ack));
+	ret = fault("no-ack") ? -ECONNABORTED : mig_stream_send_msg(s, MIG_ACK, ack, sizeof(ack));
 	if (ret == 0)
 		ret = mig_stream_flush(s);
 	if (ret < 0)
