@@ -178,8 +178,9 @@ static int expect(struct precopy *pc, uint16_t want, uint16_t want_ack, uint8_t 
 
 	ret = mig_stream_recv_msg(&pc->s, &h, payload);
 	if (ret < 0)
-		return fail(pc, ret, "waiting for %s from the destination: %s",
-			    mig_cmd_name(want == MIG_ACK ? want_ack : want), strerror(-ret));
+		return fail(pc, ret, "waiting for %s%s%s from the destination: %s",
+			    want == MIG_ACK ? "ACK(" : "", mig_cmd_name(want == MIG_ACK ? want_ack : want),
+			    want == MIG_ACK ? ")" : "", strerror(-ret));
 	if (h.cmd == MIG_ABORT) {
 		char msg[MIG_MAX_ABORT_MSG + 1];
 		int e = 0;

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Failure injection: during the iterative phase (bandwidth-limited so round 0 lasts seconds)
+# Failure injection: during setup (refusal), during the iterative phase (bandwidth-limited so round 0 lasts seconds)
 # the destination is killed, the connection is cut (a relay in between is killed), the
 # migration is cancelled, the overall timeout expires, and a destination refuses the VM
-# (different memory size). Each time the source reports the failure in migrate-status and
+# (different memory size); in stop-and-copy (the destination dies when STATE arrives) and
+# after the destination loaded and started but never acknowledged (VMM_MIG_FAULT). Each time the source reports the failure in migrate-status and
 # keeps running with intact memory (the verifier continues, no bad page), and a destination
 # that did not complete exits non-zero without ever running the guest. At the end the same
 # source migrates successfully and the guest continues, verified, on the destination.
@@ -110,7 +111,28 @@ grep -q "memory size differs" <<<"$r" || fail "refusal does not say why: $r"
 survived "refused (memory size)" failed
 dest_never_ran d5
 
-# 6. and then it works, memory intact
+# 6. stop-and-copy: the destination dies when STATE arrives (source vCPUs are paused then)
+export VMM_MIG_FAULT=at-state
+dest d6a
+unset VMM_MIG_FAULT
+r=$(ctl "$S" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}")
+[ "$(json_field "$r" phase)" = failed ] || fail "at-state: $r"
+survived "destination lost in stop-and-copy" failed
+dest_never_ran d6a
+
+# 7. completing: the destination loaded and started, but never acknowledged (it stops its
+#    copy): the source, still owning the VM, resumes
+export VMM_MIG_FAULT=no-ack
+dest d6b
+unset VMM_MIG_FAULT
+r=$(ctl "$S" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}")
+[ "$(json_field "$r" phase)" = failed ] || fail "no-ack: $r"
+survived "no ACK(COMPLETE)" failed
+wait_exit "$dpid" 40
+[ "$st" != 0 ] || fail "no-ack: destination exit 0"
+log "d6b: destination stopped its copy, exit $st"
+
+# 8. and then it works, memory intact
 dest d6
 before=$(last_pass src)
 r=$(ctl "$S" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}")
@@ -121,4 +143,4 @@ wait_passes d6 $((before + 3)) 30 || fail "destination does not run"
 no_bad d6
 [ "$(first_pass d6)" -eq $(( $(last_pass src) + 1 )) ] || fail "sequence broken: $(last_pass src) -> $(first_pass d6)"
 no_sanitizer_reports
-pass "killed destination, cut connection, cancel, timeout, refusal: source kept running verified; then migrated"
+pass "killed destination, cut connection, cancel, timeout, refusal, lost in stop-and-copy, no ACK: source kept running verified; then migrated"
