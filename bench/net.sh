@@ -1,0 +1,91 @@
+#!/bin/bash
+# Network benchmark (not a test): TCP throughput guest->host and host->guest through a tap,
+# our vmm's virtio-net against QEMU's user-space virtio-net (-netdev tap,vhost=off), same
+# guest (build/guest), vCPUs, RAM and tap, in the SAME test-host run, alternating boots.
+#
+# Tool: busybox nc (no iperf3 in the guest). In each boot the guest runs, once per direction,
+#   g2h: dd if=/dev/zero bs=64k count=N | nc HOST 9001   -> host: cat >/dev/null until EOF
+#   h2g: nc HOST 9002 | wc -c                             <- host: head -c SIZE /dev/zero
+# timed in the guest from /proc/uptime (10 ms ticks) from connect to the peer's close, so the
+# time covers every byte delivered. MB/s = 10^6 bytes per second. Medians of RUNS boots per VMM
+# and the ratio vmm/QEMU (> 1: we are faster).
+#
+# usage: bench/net.sh [RUNS] [MIB]     (default 3 boots each, 64 MiB per direction)
+# Where /dev/kvm is not hardware-accelerated it runs itself inside the test host (tests/lab/run).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${1:-3}
+MIB=${2:-64}
+if [ -z "${BENCH_IN_LAB:-}" ]; then
+	verdict=0
+	"${VMCTL_BUILD:-$ROOT/build}/bin/kvmcheck" --no-calibrate >/dev/null 2>&1 || verdict=$?
+	if [ $verdict != 0 ]; then
+		mkdir -p "$ROOT/build/bench"
+		exec "$ROOT/tests/lab/run" --mem 4G --timeout 2400 --out "$ROOT/build/bench" \
+			--env BENCH_IN_LAB=1 -- "$0" "$RUNS" "$MIB"
+	fi
+fi
+export VMCTL_BUILD=${VMCTL_BUILD:-$ROOT/build}
+. "$ROOT/tests/lib/harness.sh"
+. "$ROOT/tests/guest/net-common.bash"
+VMM=$BIN/vmm
+K=$GUEST/bzImage
+I=$GUEST/initramfs.cpio.gz
+for f in "$VMM" "$K" "$I"; do need_file "$f"; done
+command -v qemu-system-x86_64 >/dev/null || skip "needs qemu-system-x86_64"
+"$VMM" --help 2>&1 | grep -q -- '--net' || skip "this vmm has no --net option"
+need_root
+OUT=${LAB_OUT:-$ROOT/build/bench}
+mkdir -p "$OUT"
+net_setup
+MAC=52:54:00:12:34:56
+SIZE=$((MIB << 20))
+printf '#!/bin/sh\nexec cat >/dev/null\n' >"$T_TMP/sink.sh"
+printf '#!/bin/sh\nexec head -c %s /dev/zero\n' "$SIZE" >"$T_TMP/source.sh"
+chmod +x "$T_TMP/sink.sh" "$T_TMP/source.sh"
+in_ns timeout 2000 busybox nc -ll -p 9001 -e "$T_TMP/sink.sh" </dev/null &
+on_exit "kill $! 2>/dev/null"
+in_ns timeout 2000 busybox nc -ll -p 9002 -e "$T_TMP/source.sh" </dev/null &
+on_exit "kill $! 2>/dev/null"
+
+script="$GUEST_NET_UP
+up() { cut -d' ' -f1 /proc/uptime; }
+s=\$(up); dd if=/dev/zero bs=64k count=$((SIZE / 65536)) 2>/dev/null | nc $NET_HOST_IP 9001 || exit 12; e=\$(up)
+echo \"BENCH g2h bytes=$SIZE secs=\$(echo \$s \$e | awk '{print \$2 - \$1}')\"
+s=\$(up); b=\$(nc $NET_HOST_IP 9002 </dev/null | wc -c); e=\$(up)
+echo \"BENCH h2g bytes=\$b secs=\$(echo \$s \$e | awk '{print \$2 - \$1}')\""
+APPEND="console=ttyS0 quiet panic=-1 $(guest_b64 "$script")"
+
+# one NAME CMD...: boot, run the script, append "g2h_MBps h2g_MBps" to $T_TMP/NAME
+one() {
+	local name=$1 con=$T_TMP/con.$1 g h
+	shift
+	timeout 600 ip netns exec "$NS" "$@" >"$con" 2>"$T_TMP/err.$name" </dev/null
+	cp "$con" "$OUT/net-bench-$name.log" 2>/dev/null
+	g=$(tr -d '\r' <"$con" | awk '/^BENCH g2h/ {split($3, b, "="); split($4, s, "="); if (s[2] > 0) printf "%.1f", b[2] / s[2] / 1e6}')
+	h=$(tr -d '\r' <"$con" | awk -v want="$SIZE" '/^BENCH h2g/ {split($3, b, "="); split($4, s, "="); if (s[2] > 0 && b[2] == want) printf "%.1f", b[2] / s[2] / 1e6}')
+	if [ -z "$g" ] || [ -z "$h" ]; then
+		echo "$name: no result"; tail -5 "$con"; tail -3 "$T_TMP/err.$name"; return
+	fi
+	echo "$g $h" >>"$T_TMP/$name"
+	echo "$name: guest->host $g MB/s, host->guest $h MB/s"
+}
+median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+echo "# $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg); QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'); guest 2 vCPUs, 512 MiB; $MIB MiB per direction; $RUNS boots each"
+for r in $(seq "$RUNS"); do
+	one vmm "$VMM" --kernel "$K" --initrd "$I" --append "$APPEND" --memory 512M --cpus 2 \
+		--console "file:/dev/stdout" --net "tap=$TAP,mac=$MAC"
+	one qemu qemu-system-x86_64 -enable-kvm -cpu host -M q35 -smp 2 -m 512 -nodefaults \
+		-display none -no-reboot -serial stdio -kernel "$K" -initrd "$I" -append "$APPEND" \
+		-netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=off" \
+		-device "virtio-net-pci,netdev=n0,mac=$MAC,disable-legacy=on"
+done
+for name in vmm qemu; do
+	[ -s "$T_TMP/$name" ] || fail "$name: no successful run"
+	eval "${name}_g=\$(cut -d' ' -f1 \"\$T_TMP/\$name\" | median)"
+	eval "${name}_h=\$(cut -d' ' -f2 \"\$T_TMP/\$name\" | median)"
+done
+res="RESULT median of $(wc -l <"$T_TMP/vmm")/$(wc -l <"$T_TMP/qemu") runs: guest->host vmm $vmm_g MB/s, QEMU $qemu_g MB/s (ratio $(awk -v a="$vmm_g" -v b="$qemu_g" 'BEGIN {printf "%.2f", a / b}')); host->guest vmm $vmm_h MB/s, QEMU $qemu_h MB/s (ratio $(awk -v a="$vmm_h" -v b="$qemu_h" 'BEGIN {printf "%.2f", a / b}'))"
+echo "$res"
+echo "$res" >>"$OUT/net-bench.txt"
