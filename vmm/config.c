@@ -13,10 +13,13 @@
 #include <string.h>
 
 #include "vmm/config.h"
+#include "vmm/virtio/net.h"
 
 static const char usage_text[] =
 "usage: vmm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE] [--memory SIZE] [--cpus N]\n"
 "           [--console file:PATH] [--control SOCKET] [--allow-emulated] [--kvm-device PATH]\n"
+"           [--disk PATH[,ro][,direct][,serial=S]]... [--net tap=NAME[,mac=MAC]]...\n"
+"           [--rng] [--balloon[=stats=SEC][,deflate-on-oom=on|off]]\n"
 "       vmm --firmware FLAT.bin [--memory SIZE] [--cpus N] [--console file:PATH]\n"
 "\n"
 "  --kernel PATH        Linux bzImage, booted through its 64-bit entry point\n"
@@ -30,6 +33,16 @@ static const char usage_text[] =
 "  --firmware PATH      flat test image (firmware/tiny) entered in 64-bit mode at 1 MiB\n"
 "  --allow-emulated     run a Linux kernel even if /dev/kvm is emulation-only (very slow)\n"
 "  --kvm-device PATH    KVM device node (default /dev/kvm)\n"
+"  --disk PATH[,ro][,direct][,serial=S]  a virtio-blk disk on a raw image (file or block\n"
+"                       device); ro: read-only, direct: O_DIRECT, serial: up to 20 bytes;\n"
+"                       repeatable (blk0, blk1, ... in order)\n"
+"  --net tap=NAME[,mac=MAC]  a virtio-net NIC on tap NAME (opened, or created with\n"
+"                       CAP_NET_ADMIN); repeatable; default MAC: 02:xx:.. derived from\n"
+"                       the control socket path (or the tap name) and the NIC index\n"
+"  --rng                a virtio-rng device (entropy from the host's getrandom)\n"
+"  --balloon[=OPTS]     a virtio-balloon (control socket: balloon-set, balloon-info);\n"
+"                       stats=SEC guest statistics period (default 5, 0 = off),\n"
+"                       deflate-on-oom=on|off (default on)\n"
 "\n"
 "exit status:\n"
 "  0  the guest powered off (ACPI S5)\n"
@@ -89,7 +102,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE, OPT_CONTROL,
-       OPT_FIRMWARE, OPT_ALLOW_EMU, OPT_KVMDEV, OPT_HELP };
+       OPT_FIRMWARE, OPT_ALLOW_EMU, OPT_KVMDEV, OPT_DISK, OPT_NET, OPT_RNG, OPT_BALLOON, OPT_HELP };
 
 static const struct option long_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -102,17 +115,101 @@ static const struct option long_opts[] = {
 	{ "firmware", required_argument, NULL, OPT_FIRMWARE },
 	{ "allow-emulated", no_argument, NULL, OPT_ALLOW_EMU },
 	{ "kvm-device", required_argument, NULL, OPT_KVMDEV },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "balloon", optional_argument, NULL, OPT_BALLOON },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
+
+/*
+ * "PATH[,ro][,direct][,serial=S]"; @arg is modified (commas become NULs). 0, or -EINVAL with
+ * *bad = the option not understood ("" for an empty path).
+ */
+static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
+{
+	char *p = strchr(arg, ',');
+
+	d->path = arg;
+	while (p) {
+		char *opt = p + 1;
+
+		*p = '\0';
+		p = strchr(opt, ',');
+		if (p)
+			*p = '\0';
+		if (!strcmp(opt, "ro"))
+			d->read_only = true;
+		else if (!strcmp(opt, "direct"))
+			d->direct = true;
+		else if (!strncmp(opt, "serial=", 7) && opt[7] && strlen(opt + 7) <= 20)
+			d->serial = opt + 7;
+		else
+			return *bad = opt, -EINVAL;
+	}
+	if (!*d->path)
+		return *bad = "", -EINVAL;
+	return 0;
+}
+
+/* "tap=NAME[,mac=MAC]"; @arg is modified (the comma becomes a NUL). */
+static int parse_net(char *arg, struct vm_nic_config *nic)
+{
+	char *comma;
+
+	if (strncmp(arg, "tap=", 4) || !arg[4])
+		return -EINVAL;
+	nic->tap = arg + 4;
+	comma = strchr(arg, ',');
+	if (comma) {
+		*comma = '\0';
+		if (strncmp(comma + 1, "mac=", 4) || virtio_net_mac_parse(comma + 5, nic->mac) < 0)
+			return -EINVAL;
+		nic->mac_set = true;
+	}
+	if (!*nic->tap || strlen(nic->tap) >= 16)
+		return -EINVAL;
+	return 0;
+}
+
+/* "stats=SEC,deflate-on-oom=on|off", either part optional. */
+static int parse_balloon(const char *arg, struct vm_config *cfg)
+{
+	while (arg && *arg) {
+		const char *comma = strchr(arg, ',');
+		size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+		unsigned long n;
+		char *end;
+
+		if (len > 6 && !strncmp(arg, "stats=", 6)) {
+			errno = 0;
+			n = strtoul(arg + 6, &end, 10);
+			if (errno || end != arg + len || arg[6] == '-' || n > 86400)
+				return -EINVAL;
+			cfg->balloon_stats_ms = (uint32_t)n * 1000;
+		} else if (len == 17 && !strncmp(arg, "deflate-on-oom=on", 17)) {
+			cfg->balloon_deflate_on_oom = true;
+		} else if (len == 18 && !strncmp(arg, "deflate-on-oom=off", 18)) {
+			cfg->balloon_deflate_on_oom = false;
+		} else {
+			return -EINVAL;
+		}
+		arg = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
 
 int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
 {
 	unsigned long n;
 	char *end;
+	const char *bad = NULL;
 	int c, ret;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->balloon_deflate_on_oom = true;
+	cfg->balloon_stats_ms = 5000;
 	cfg->append = "";
 	cfg->mem_bytes = 512ull << 20;
 	cfg->cpus = 1;
@@ -131,6 +228,26 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 		case OPT_KVMDEV: cfg->kvm_path = optarg; break;
 		case OPT_ALLOW_EMU: cfg->allow_emulated = true; break;
 		case OPT_HELP: return CONFIG_HELP;
+		case OPT_DISK:
+			if (cfg->nr_disks == VM_MAX_DISKS)
+				return fail(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
+			if (parse_disk(optarg, &cfg->disks[cfg->nr_disks], &bad) < 0)
+				return fail(err, errlen, "--disk: bad option '%s': expected PATH[,ro][,direct][,serial=S] (serial 1..20 bytes)", bad);
+			cfg->nr_disks++;
+			break;
+		case OPT_NET:
+			if (cfg->nr_nics == VM_MAX_NICS)
+				return fail(err, errlen, "--net: at most %d NICs", VM_MAX_NICS);
+			if (parse_net(optarg, &cfg->nics[cfg->nr_nics]) < 0)
+				return fail(err, errlen, "--net '%s': expected tap=NAME[,mac=XX:XX:XX:XX:XX:XX] (unicast MAC, name < 16 chars)", optarg);
+			cfg->nr_nics++;
+			break;
+		case OPT_RNG: cfg->rng = true; break;
+		case OPT_BALLOON:
+			cfg->balloon = true;
+			if (parse_balloon(optarg, cfg) < 0)
+				return fail(err, errlen, "--balloon '%s': expected stats=SEC (0..86400) and/or deflate-on-oom=on|off", optarg);
+			break;
 		case OPT_MEMORY:
 			ret = config_parse_size(optarg, &cfg->mem_bytes);
 			if (ret < 0)

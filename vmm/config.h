@@ -11,7 +11,24 @@
 #include <stdint.h>
 
 #define VM_CONFIG_MAX_CPUS	4096	/* command-line sanity bound; vm_create() applies the real limits */
+#define VM_MAX_DISKS		16	/* --disk options */
+#define VM_MAX_NICS		8	/* --net options */
 #define VM_MAX_CPUS		255	/* xAPIC ids fit in 8 bits: no x2APIC-only topologies */
+
+/* One --disk PATH[,ro][,direct][,serial=S]. */
+struct vm_disk_config {
+	const char *path;		/* points into argv (options cut off) */
+	bool read_only;
+	bool direct;			/* O_DIRECT */
+	const char *serial;		/* NULL: the device id ("blk0"...) */
+};
+
+/* One --net tap=NAME[,mac=MAC]. */
+struct vm_nic_config {
+	const char *tap;		/* points into argv (the ",mac=" part cut off) */
+	uint8_t mac[6];
+	bool mac_set;			/* false: generated, stable per VM + index */
+};
 
 struct vm_config {
 	const char *kernel;		/* bzImage (Linux boot protocol, 64-bit entry) */
@@ -24,6 +41,14 @@ struct vm_config {
 	const char *control_path;	/* NULL: no control socket */
 	const char *kvm_path;		/* default /dev/kvm */
 	bool allow_emulated;		/* run a Linux kernel even on an emulation-only KVM */
+	struct vm_disk_config disks[VM_MAX_DISKS];
+	unsigned int nr_disks;
+	struct vm_nic_config nics[VM_MAX_NICS];
+	unsigned int nr_nics;
+	bool rng;			/* --rng: a virtio-rng device */
+	bool balloon;			/* --balloon: a virtio-balloon device */
+	bool balloon_deflate_on_oom;	/* offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (default on) */
+	uint32_t balloon_stats_ms;	/* stats refresh period, 0 = off (default 5000) */
 };
 
 enum config_result {

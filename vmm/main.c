@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/migration.h"
 #include "vmm/config.h"
 #include "vmm/ctl.h"
 #include "vmm/kvm_detect.h"
@@ -37,6 +38,7 @@ struct vmm {
 	bool tty_raw;
 	struct termios tty_saved;
 	struct ctl_server *ctl;
+	struct mig_ctx *mig;
 };
 
 static void tty_restore(struct vmm *m)
@@ -137,8 +139,20 @@ static void ctl_status_extra(void *opaque, json_object *ret)
 	json_object_object_add(ret, "vcpu-exits", arr);
 }
 
-static int ctl_pause(void *opaque) { return vm_pause(((struct vmm *)opaque)->vm); }
-static int ctl_resume(void *opaque) { return vm_resume(((struct vmm *)opaque)->vm); }
+/* A running migration owns pause/resume (its stop-and-copy and throttling): -EBUSY. */
+static int ctl_pause(void *opaque)
+{
+	struct vmm *m = opaque;
+
+	return mig_busy(m->mig) ? -EBUSY : vm_pause(m->vm);
+}
+
+static int ctl_resume(void *opaque)
+{
+	struct vmm *m = opaque;
+
+	return mig_busy(m->mig) ? -EBUSY : vm_resume(m->vm);
+}
 
 static int ctl_powerdown(void *opaque)
 {
@@ -273,6 +287,7 @@ static int setup_loop(struct vmm *m, const struct vm_config *cfg)
 int main(int argc, char **argv)
 {
 	struct vm_config cfg;
+	struct mig_opts mopts;
 	struct vmm m;
 	char err[256];
 	sigset_t set;
@@ -281,6 +296,11 @@ int main(int argc, char **argv)
 	log_init_from_env();
 	memset(&m, 0, sizeof(m));
 	m.sig_fd = -1;
+	/* --incoming / --restore belong to migrate/; config_parse never sees them. */
+	if (mig_args_extract(&argc, argv, &mopts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmm: %s\n", err);
+		return VM_EXIT_USAGE;
+	}
 	ret = config_parse(argc, argv, &cfg, err, sizeof(err));
 	if (ret == CONFIG_HELP) {
 		fputs(config_usage(), stdout);
@@ -311,13 +331,26 @@ int main(int argc, char **argv)
 	if (ret < 0)
 		return VM_EXIT_STARTUP;
 	ret = setup_loop(&m, &cfg);
+	if (ret >= 0)
+		ret = vm_add_virtio(m.vm, &m.loop);
+	if (ret >= 0 && m.ctl)
+		ret = vm_devices_ctl_register(m.vm, m.ctl);
 	if (ret < 0) {
+		status = VM_EXIT_STARTUP;
+		goto out;
+	}
+	/* State sections + control commands; then RAM and state in before any vCPU runs. */
+	if (mig_attach(m.vm, &m.loop, m.ctl, &m.mig) < 0 ||
+	    mig_prepare_incoming(m.mig, &mopts) < 0) {
 		status = VM_EXIT_STARTUP;
 		goto out;
 	}
 	if (m.stdin_console)
 		tty_make_raw(&m);
 	ret = vm_start(m.vm);
+	/* Destination: acknowledge only once the vCPUs run; no ACK → the source keeps the VM. */
+	if (ret == 0 && mig_started(m.mig) < 0)
+		vm_request_stop(m.vm, VM_STOP_KILLED, 0);
 	if (ret == 0) {
 		ret = evloop_run(&m.loop);
 		if (ret < 0) {
@@ -338,6 +371,7 @@ int main(int argc, char **argv)
 	}
 out:
 	tty_restore(&m);
+	mig_detach(m.mig);		/* joins the migration worker before the VM goes */
 	if (m.ctl)
 		ctl_server_destroy(m.ctl);
 	vm_destroy(m.vm);

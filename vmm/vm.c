@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -23,9 +24,18 @@
 
 #include "vmm/boot/linux.h"
 #include "vmm/lib/log.h"
+#include "vmm/layout.h"
 #include "vmm/platform.h"
+#include "vmm/virtio/balloon.h"
+#include "vmm/virtio/blk.h"
+#include "vmm/virtio/net.h"
+#include "vmm/virtio/rng.h"
+#include "vmm/virtio/pci.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
+
+static uint8_t cf9_read(void *o) { return platform_reset_control_read(o); }
+static void cf9_write(void *o, uint8_t v) { platform_reset_control_write(o, v); }
 
 /* Below 4 GiB, above the LAPIC, in the MMIO gap: KVM's private pages on Intel VMX. */
 #define VM_IDENTITY_MAP_ADDR	0xfffbc000ull
@@ -251,6 +261,26 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 		log_err("platform devices: %s", strerror(-ret));
 		goto err_msrs;
 	}
+	{
+		uint64_t mb = cfg->mem_bytes;
+		struct pci_env penv = { .pio = &vm->pio, .mmio = &vm->mmio, .irq = &vm->irq,
+			.vm_fd = vm->kvm.vm_fd,
+			.ram_top = mb > MEM_32BIT_GAP_START ? MEM_32BIT_GAP_END + mb - MEM_32BIT_GAP_START : mb,
+			.cf9_read = cf9_read, .cf9_write = cf9_write, .opaque = vm->platform };
+
+		ret = irq_init(&vm->irq, vm->kvm.vm_fd, kvm_cap(&vm->kvm, KVM_CAP_IRQ_ROUTING));
+		if (!ret)
+			ret = irq_route_ioapic(&vm->irq, 0, 2);
+		if (!ret)
+			ret = pci_init(&vm->pci, &penv);
+		if (!ret)
+			ret = pci_acpi_contribute(&vm->pci, platform_acpi(vm->platform));
+		if (ret) {
+			log_err("pci: %s", strerror(-ret));
+			goto err_platform;
+		}
+		vm->pci_ready = true;
+	}
 	ret = platform_write_acpi(vm->platform, &vm->rsdp_gpa);
 	if (ret < 0) {
 		log_err("ACPI tables: %s", strerror(-ret));
@@ -425,6 +455,9 @@ int vm_resume(struct vm *vm)
 	vm->paused = false;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
+	/* A migration that failed after quiescing the disks resumes them here (no-op otherwise). */
+	for (i = 0; i < vm->nr_disks; i++)
+		virtio_blk_resume(vm->disks[i]);
 	return ret;
 }
 
@@ -465,6 +498,11 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	state_registry_destroy(&vm->state);
+	vm_devices_destroy(vm);
+	if (vm->pci_ready) {
+		pci_destroy(&vm->pci);
+		irq_destroy(&vm->irq);
+	}
 	platform_destroy(vm->platform);
 	free(vm->msrs);
 	free(vm->cpuid);

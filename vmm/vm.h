@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/irq.h"
+#include "vmm/pci/pci.h"
 #include "vmm/config.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
@@ -27,6 +29,12 @@
 #include "vmm/vcpu.h"
 
 struct platform;
+struct evloop;
+struct virtio_blk;
+struct virtio_net;
+struct virtio_rng;
+struct virtio_balloon;
+struct ctl_server;
 
 /* Process exit statuses (also in config.c's usage text). */
 enum vm_exit_status {
@@ -57,6 +65,17 @@ struct vm {
 	 */
 	struct state_registry state;
 	int console_out_fd;		/* UART output */
+	struct irq irq;			/* GSI routing, irqfds (PCI INTx/MSI-X) */
+	struct pci_bus pci;
+	bool pci_ready;
+	struct virtio_blk *disks[VM_MAX_DISKS];	/* blk0.. in --disk order */
+	char disk_ids[VM_MAX_DISKS][8];
+	unsigned int nr_disks;
+	struct virtio_net *nets[VM_MAX_NICS];	/* net0.. in --net order */
+	char nic_ids[VM_MAX_NICS][8];
+	unsigned int nr_nets;
+	struct virtio_rng *rng;			/* --rng, else NULL */
+	struct virtio_balloon *balloon;		/* --balloon, else NULL */
 
 	pthread_mutex_t lock;		/* leaf: pause/stop handshake, see above */
 	pthread_cond_t cond;		/* vCPU acks and resume */
@@ -70,6 +89,16 @@ struct vm {
 
 /* Build the VM from @cfg (kernel/firmware loaded, vCPUs created, not running). 0/-errno. */
 int  vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out);
+/*
+ * The virtio devices of cfg (rng, disks, NICs, balloon), which need the event loop, with
+ * their state sections. After vm_create, before vm_start. 0 or -errno (a one-line reason
+ * printed); vm_destroy() frees the ones made. (vm_devices.c)
+ */
+int  vm_add_virtio(struct vm *vm, struct evloop *loop);
+/* Control-socket commands of the devices (balloon-set/-info, query-devices). */
+int  vm_devices_ctl_register(struct vm *vm, struct ctl_server *srv);
+/* Free the virtio devices (vCPUs stopped, loop not running). */
+void vm_devices_destroy(struct vm *vm);
 /* Start one thread per vCPU. */
 int  vm_start(struct vm *vm);
 /* Stop and join the vCPU threads, free everything. */
