@@ -9,7 +9,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${1:-$ROOT/build/guest}
 MODULES="virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
-	failover net_failover virtio_net virtio_balloon virtio-rng"
+	failover net_failover virtio_net virtio_balloon virtio-rng button"
 
 KROOT=$("$ROOT/scripts/fetch-kernel.sh")
 kv=$(ls "$KROOT/lib/modules" | head -1)
