@@ -97,4 +97,11 @@ void virtio_net_save(struct virtio_net *net, struct virtio_net_state *st);
  */
 int  virtio_net_load(struct virtio_net *net, const struct virtio_net_state *st);
 
+struct state_registry;
+/*
+ * Register the device's state section ("virtio-net", id = its id) for snapshots and
+ * migration: the struct above as TLV fields. Main thread, at creation. 0 or -errno.
+ */
+int  virtio_net_register_state(struct virtio_net *net, struct state_registry *reg);
+
 #endif
