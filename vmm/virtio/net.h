@@ -81,6 +81,7 @@ bool virtio_net_announce(struct virtio_net *net);
 const char *virtio_net_tap_name(const struct virtio_net *net);
 
 /* ---- state: plain struct like virtio_rng_state (see virtio/pci.h) ---- */
+enum { VIRTIO_NET_Q_RX0 = 0, VIRTIO_NET_Q_TX0 = 1, VIRTIO_NET_Q_CTRL = 2 };	/* vq[] below */
 struct virtio_net_state {
 	struct virtio_pci_state transport;
 	struct vq_state vq[VIRTIO_NET_NR_VQS];
@@ -98,6 +99,8 @@ void virtio_net_save(struct virtio_net *net, struct virtio_net_state *st);
 int  virtio_net_load(struct virtio_net *net, const struct virtio_net_state *st);
 
 struct state_registry;
+struct state_ops;
+extern const struct state_ops virtio_net_state_ops;	/* net_state.c: the TLV encoding */
 /*
  * Register the device's state section ("virtio-net", id = its id) for snapshots and
  * migration: the struct above as TLV fields. Main thread, at creation. 0 or -errno.
