@@ -6,7 +6,7 @@
 . "$(dirname "$0")/boot-common.bash"
 . "$(dirname "$0")/net-common.bash"
 need_root
-"$VMM" --help 2>&1 | grep -q -- '--net' || skip "this vmm has no --net option yet (wiring: /tmp/net-wiring.patch)"
+"$VMM" --help 2>&1 | grep -q -- '--net' || skip "this vmm has no --net option"
 net_setup
 
 # try EXPECTED_STATUS REGEX VMM_ARGS...: the vmm stops before the guest runs

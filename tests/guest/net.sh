@@ -8,7 +8,7 @@
 . "$(dirname "$0")/boot-common.bash"
 . "$(dirname "$0")/net-common.bash"
 need_root
-"$VMM" --help 2>&1 | grep -q -- '--net' || skip "this vmm has no --net option yet (wiring: /tmp/net-wiring.patch)"
+"$VMM" --help 2>&1 | grep -q -- '--net' || skip "this vmm has no --net option"
 net_setup
 MAC=52:54:00:12:34:56
 mkdir -p "$T_TMP/www"
