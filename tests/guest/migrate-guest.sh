@@ -68,6 +68,7 @@ for i in $(seq "$HOPS"); do
 	cp "$T_TMP/h$i.con" "$T_TMP/con"
 	check_log_clean
 	log "hop $i: total $(json_field "$r" total_ms) ms, downtime $(json_field "$r" downtime_ms) ms, setup $(json_field "$r" setup_ms) ms, rounds $(( $(json_field "$r" round) + 1 )), $(json_field "$r" bytes_sent) bytes, throttle $(json_field "$r" throttle_pct)%; passes $last -> $first"
+	log "hop $i: $(grep -a 'stop-and-copy:' "$T_TMP/$prev.err" | sed 's/.*stop-and-copy: //')"
 	prev=h$i
 done
 ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$T_TMP"/*.err || { cat "$T_TMP"/*.err; fail "sanitizer report"; }
