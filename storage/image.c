@@ -405,7 +405,7 @@ int image_open(const struct image_config *cfg, struct evloop *loop, struct image
 		goto err_close;
 	}
 	/* Whole-file OFD lock: a second writer (another vmm, QEMU's locks aside) is refused. */
-	if (fcntl(img->fd, F_OFD_SETLK, &fl) < 0) {
+	if (!cfg->no_lock && fcntl(img->fd, F_OFD_SETLK, &fl) < 0) {
 		if (errno == EAGAIN || errno == EACCES) {
 			ret = -EBUSY;
 			snprintf(err, errlen, "disk %s: in use by another process (locked)", cfg->path);

@@ -44,6 +44,8 @@ struct image_config {
 	const char *path;
 	bool read_only;
 	bool direct;		/* O_DIRECT (no host page cache) */
+	bool no_lock;		/* skip the OFD lock: a migration destination on the same host,
+				   whose source holds it until it exits */
 };
 
 /* Called once per submitted operation, on the loop thread: 0 or -errno. */

@@ -736,6 +736,11 @@ static void test_quiesce_save_load(void **state)
 	assert_non_null(strstr(err, "in use"));
 	o.read_only = true;
 	assert_int_equal(virtio_blk_create(&env2, &f->mem, &o, &b2, err, sizeof(err)), -EBUSY);
+	/* A migration destination on the same host opens it without the lock. */
+	o.no_lock = true;
+	assert_int_equal(virtio_blk_create(&env2, &f->mem, &o, &b2, err, sizeof(err)), 0);
+	virtio_blk_destroy(b2);
+	o.no_lock = false;
 	virtio_blk_destroy(f->blk);
 	f->blk = NULL;
 	o.read_only = false;

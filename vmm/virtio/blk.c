@@ -704,7 +704,7 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 		      char *err, size_t errlen)
 {
 	struct image_config icfg = { .path = opts->path, .read_only = opts->read_only,
-				     .direct = opts->direct };
+				     .direct = opts->direct, .no_lock = opts->no_lock };
 	const char *serial = opts->serial ? opts->serial : opts->id;
 	struct virtio_blk *blk;
 	int ret;

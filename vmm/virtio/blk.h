@@ -24,6 +24,8 @@ struct virtio_blk_opts {
 	bool read_only;			/* VIRTIO_BLK_F_RO; the image is opened read-only */
 	bool direct;			/* O_DIRECT */
 	const char *serial;		/* GET_ID answer, up to 20 bytes; NULL: the id */
+	bool no_lock;			/* don't lock the image (migration destination on the
+					   same host: the source holds the lock until it exits) */
 };
 
 /*
