@@ -8,8 +8,8 @@
  *             incompatible VM here, before any page moves), dirty logging on.
  *   rounds    sync the dirty log (the first sync reports all RAM), send those pages
  *             (zero pages as runs, the rest raw or zstd), ROUND_END, measure the rate.
- *   converge  after each sync: expected downtime = remaining pages × wire bytes per page in
- *             the last round / measured bandwidth. Stop-and-copy when it fits the budget
+ *   converge  after each sync: expected downtime = remaining pages / the rate at which data
+ *             pages went out in the last round (copy + compression + link together). Stop-and-copy when it fits the budget
  *             (default 50 ms) or nothing is dirty. Policy minimal-downtime: when a round
  *             does not shrink the dirty set by 10 %, throttle the vCPUs (run/pause duty
  *             cycle, +20 % per step up to 95 %: QEMU's auto-converge idea). Policy suspend:
@@ -317,7 +317,7 @@ static int round_end(struct precopy *pc, uint32_t round, uint64_t pages)
 static int iterate(struct precopy *pc)
 {
 	uint64_t t0 = mig_now_ns(), deadline = t0 + pc->p.timeout_ns;
-	uint64_t last_sync = t0, prev_count = UINT64_MAX, bw = 0, wire_per_page = MIG_PAGE_SIZE;
+	uint64_t last_sync = t0, prev_count = UINT64_MAX, bw = 0, page_rate = 0;
 	uint32_t round = 0;
 	int ret;
 
@@ -330,8 +330,14 @@ static int iterate(struct precopy *pc)
 		now = mig_now_ns();
 		remaining = mig_bitmap_weight(pc->bm, pc->tx.npages);
 		if (round > 0) {
-			uint64_t est = bw ? (uint64_t)((double)remaining * (double)wire_per_page * 1e9 /
-						       (double)bw) : UINT64_MAX;
+			/*
+			 * Every dirty page is costed as a data page at the rate data pages went
+			 * out in the last rounds — copy, compression and the link together. An
+			 * average over all pages sent would count round 0's free zero/hole pages
+			 * and underestimate by orders of magnitude.
+			 */
+			uint64_t est = page_rate ? (uint64_t)((double)remaining * 1e9 /
+							      (double)page_rate) : UINT64_MAX;
 
 			pthread_mutex_lock(&pc->m->lock);
 			pc->m->st.round = round;
@@ -375,10 +381,13 @@ static int iterate(struct precopy *pc)
 		if (pc->s.bytes_sent - wire0 >= (256u << 10) || !bw)
 			bw = (uint64_t)((double)(pc->s.bytes_sent - wire0) * 1e9 /
 					(double)(dt ? dt : 1));
-		if (sent_pages)
-			wire_per_page = (pc->s.bytes_sent - wire0) / sent_pages;
-		if (wire_per_page < 16)
-			wire_per_page = 16;
+		{
+			uint64_t data = pc->tx.st.pages_data - data0;
+
+			/* A round with few data pages says little: keep the old rate then. */
+			if (data && (data >= 64 || !page_rate))
+				page_rate = (uint64_t)((double)data * 1e9 / (double)(dt ? dt : 1));
+		}
 		pthread_mutex_lock(&pc->m->lock);
 		pc->m->st.bandwidth = bw;
 		pc->m->st.bytes_wire = pc->s.bytes_sent;
