@@ -69,10 +69,10 @@ struct vm {
 	struct pci_bus pci;
 	bool pci_ready;
 	struct virtio_blk *disks[VM_MAX_DISKS];	/* blk0.. in --disk order */
-	char disk_ids[VM_MAX_DISKS][8];
+	char disk_ids[VM_MAX_DISKS][16];
 	unsigned int nr_disks;
 	struct virtio_net *nets[VM_MAX_NICS];	/* net0.. in --net order */
-	char nic_ids[VM_MAX_NICS][8];
+	char nic_ids[VM_MAX_NICS][16];
 	unsigned int nr_nets;
 	struct virtio_rng *rng;			/* --rng, else NULL */
 	struct virtio_balloon *balloon;		/* --balloon, else NULL */
