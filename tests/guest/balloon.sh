@@ -37,6 +37,8 @@ ctl() { "$CTL" -t 10 "$sock" "$1"; }
 # jnum KEY JSON: the first integer value of "KEY" in a one-line JSON reply
 jnum() { grep -o "\"$1\": *-\?[0-9]*" <<<"$2" | head -1 | grep -o -- '-\?[0-9]*$'; }
 info() { ctl '{"execute":"balloon-info"}'; }
+# last_update seconds (the vmm's CLOCK_REALTIME at the last stats report)
+jts() { grep -o '"last_update": *{ *"seconds": *[0-9]*' <<<"$1" | grep -o '[0-9]*$'; }
 # The guest's last "MEM total free" line (KiB)
 guest_mem() { grep -a '^MEM ' "$T_TMP/con" | tail -1 | tr -d '\r' | cut -d' ' -f2-3; }
 # Host view of guest RAM, from outside the vmm: the memfd's allocated KiB, and RssShmem KiB
@@ -72,7 +74,7 @@ grep -q '"deflate_on_oom": *false' <<<"$r" || fail "deflate-on-oom=off not honou
 read -r total0 free0 <<<"$(guest_mem)"
 sleep 2		# let the first statistics (1 s period) arrive
 r=$(info)
-u0=$(jnum stats_updates "$r")
+u0=$(jnum stats_updates "$r"); ts0=$(jts "$r")
 [ "${u0:-0}" -ge 1 ] || fail "no statistics from the guest: $r"
 st_total=$(jnum total_memory "$r")
 [ "$st_total" = $((total0 * 1024)) ] || fail "stats total_memory $st_total != guest MemTotal $total0 KiB"
@@ -99,8 +101,9 @@ mfd1=$(memfd_kib); rss1=$(rss_shmem_kib)
 [ $((rss0 - rss1)) -ge $((BALLOON * 1024 / 2)) ] || fail "RssShmem only dropped $rss0 -> $rss1 KiB"
 st_total=$(jnum total_memory "$r")
 [ "$st_total" = $((total1 * 1024)) ] || fail "stats total_memory $st_total != guest MemTotal $total1 KiB after inflating"
-u1=$(jnum stats_updates "$r")
+u1=$(jnum stats_updates "$r"); ts1=$(jts "$r")
 [ "$u1" -gt "$u0" ] || fail "stats did not refresh ($u0 -> $u1)"
+log "stats: $((u1 - u0)) reports in $((ts1 - ts0)) s of the vmm's clock (period 1 s), $((t_inflate + 2)) s of the test's"
 log "inflated $BALLOON MiB in ${t_inflate}s: MemTotal $total1 KiB; host: memfd $mfd0 -> $mfd1 KiB, RssShmem $rss0 -> $rss1 KiB; released $(($(jnum released_bytes "$r") >> 20)) MiB; stats x$u1"
 
 # ---- deflate back ----
