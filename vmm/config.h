@@ -45,6 +45,7 @@ struct vm_config {
 	unsigned int nr_disks;
 	struct vm_nic_config nics[VM_MAX_NICS];
 	unsigned int nr_nics;
+	bool incoming;			/* set by main for --incoming: a migration destination */
 	bool rng;			/* --rng: a virtio-rng device */
 	bool balloon;			/* --balloon: a virtio-balloon device */
 	bool balloon_deflate_on_oom;	/* offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (default on) */

@@ -310,6 +310,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmm: %s\n", err);
 		return VM_EXIT_USAGE;
 	}
+	cfg.incoming = mopts.incoming != NULL;
 	if (check_host(&cfg) < 0)
 		return VM_EXIT_STARTUP;
 

@@ -35,7 +35,9 @@ static int add_disks(struct vm *vm, const struct virtio_pci_env *venv)
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		const struct vm_disk_config *dc = &cfg->disks[i];
 		struct virtio_blk_opts o = { .path = dc->path, .read_only = dc->read_only,
-			.direct = dc->direct, .serial = dc->serial };
+			.direct = dc->direct, .serial = dc->serial,
+			/* a destination on the same host: the source holds the lock until it exits */
+			.no_lock = cfg->incoming };
 
 		snprintf(vm->disk_ids[i], sizeof(vm->disk_ids[i]), "blk%u", i);
 		o.id = vm->disk_ids[i];
