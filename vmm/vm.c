@@ -269,32 +269,38 @@ int vm_create(const struct vm_config *cfg, int console_out_fd, struct vm **out)
 			.cf9_read = cf9_read, .cf9_write = cf9_write, .opaque = vm->platform };
 
 		ret = irq_init(&vm->irq, vm->kvm.vm_fd, kvm_cap(&vm->kvm, KVM_CAP_IRQ_ROUTING));
-		if (!ret)
-			ret = irq_route_ioapic(&vm->irq, 0, 2);
+		if (ret) {
+			log_err("irq routing: %s", strerror(-ret));
+			goto err_platform;
+		}
+		ret = irq_route_ioapic(&vm->irq, 0, 2);
 		if (!ret)
 			ret = pci_init(&vm->pci, &penv);
-		if (!ret)
-			ret = pci_acpi_contribute(&vm->pci, platform_acpi(vm->platform));
 		if (ret) {
 			log_err("pci: %s", strerror(-ret));
-			goto err_platform;
+			goto err_irq;
+		}
+		ret = pci_acpi_contribute(&vm->pci, platform_acpi(vm->platform));
+		if (ret) {
+			log_err("pci: %s", strerror(-ret));
+			goto err_pci;
 		}
 		vm->pci_ready = true;
 	}
 	ret = platform_write_acpi(vm->platform, &vm->rsdp_gpa);
 	if (ret < 0) {
 		log_err("ACPI tables: %s", strerror(-ret));
-		goto err_platform;
+		goto err_pci;
 	}
 
 	ret = load_guest(vm, &bi);
 	if (ret < 0)
-		goto err_platform;
+		goto err_pci;
 
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		ret = -ENOMEM;
-		goto err_platform;
+		goto err_pci;
 	}
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu_init(&vm->vcpus[i], vm, i);
@@ -321,6 +327,11 @@ err_vcpus:
 	while (i-- > 0)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+err_pci:
+	vm->pci_ready = false;
+	pci_destroy(&vm->pci);
+err_irq:
+	irq_destroy(&vm->irq);
 err_platform:
 	platform_destroy(vm->platform);
 err_msrs:

@@ -78,6 +78,9 @@ static int add_nics(struct vm *vm, const struct virtio_pci_env *venv_in)
 		if (ret < 0)
 			return ret;	/* logged by the device */
 		vm->nr_nets++;
+		ret = virtio_net_register_state(vm->nets[i], &vm->state);
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }
