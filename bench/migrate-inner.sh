@@ -3,7 +3,8 @@
 # through bench/migrate.sh): our vmm vs QEMU, same guest (firmware/guest: Debian kernel +
 # busybox), same 1 GiB / 2 vCPUs, loopback TCP, alternating, RUNS runs each.
 #   cases: idle guest; memverify dirtying 256 MiB at ~10 %, 50 %, 150 % of the migration
-#          bandwidth measured here by our idle migrations (the MiB/s are printed)
+#          bandwidth measured here by one calibration migration of ours (memverify at
+#          1 MiB/s: its data-page bandwidth; the MiB/s are printed)
 #   ours:  compression off (zstd level 0) and on (level 1), default 50 ms budget, policy
 #          minimal-downtime; QEMU: its defaults, and its best (bandwidth raised, multifd+zstd)
 # Output: one "RESULT" line per migration, then medians per case and variant.
@@ -29,6 +30,7 @@ BW_MIBS=0
 workload() {	# case -> guest command line
 	case $1 in
 	idle) echo "echo BENCH-READY; sleep 100000" ;;
+	cal) echo "echo BENCH-READY; /bin/memverify 256 1" ;;
 	d*) local pct=${1#d} rate=$((BW_MIBS * ${1#d} / 100)); [ $rate -lt 1 ] && rate=1
 	    echo "echo BENCH-READY; /bin/memverify 256 $rate" ;;
 	esac
@@ -46,12 +48,12 @@ run_ours() {	# case level
 		--console "file:$T/od.con" --incoming "127.0.0.1:$port" >/dev/null 2>"$T/od.err" </dev/null &
 	local dp=$!; pids+=($dp)
 	wait_for "$con" "BENCH-READY" 300 || { echo "ours $1: guest not ready"; return; }
-	[ "${1:0:1}" = d ] && { wait_for "$con" "MV pass=1 " 300 || { echo "ours $1: memverify not running"; return; }; }
+	[ "$1" != idle ] && { wait_for "$con" "MV-START" 300 || { echo "ours $1: memverify not running"; return; }; }
 	sleep 2
 	local r
 	r=$("$BIN/vmm-ctl" -t 900 "$T/o.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"compress_level\":$2,\"wait\":true}}")
 	echo "RESULT case=$1 variant=ours-z$2 status=$(json_field "$r" phase) total_ms=$(json_field "$r" total_ms) downtime_ms=$(json_field "$r" downtime_ms) setup_ms=$(json_field "$r" setup_ms) bytes=$(json_field "$r" bytes_sent) rounds=$(( $(json_field "$r" round) + 1 )) bw_bps=$(json_field "$r" bandwidth_bps) throttle=$(json_field "$r" throttle_pct)"
-	if [ "$1" = idle ] && [ "$2" = 0 ]; then
+	if [ "$1" = cal ]; then
 		local bw; bw=$(json_field "$r" bandwidth_bps); bw=${bw%.*}
 		[ -n "$bw" ] && [ "$bw" -gt 0 ] && echo "$((bw >> 20))" >>"$T/bw"
 	fi
@@ -70,7 +72,7 @@ run_qemu() {	# case mode
 	"${q[@]}" -serial "file:$T/qd.con" -qmp "unix:$T/qd.sock,server=on,wait=off" -incoming defer >/dev/null 2>&1 </dev/null &
 	local dp=$!; pids+=($dp)
 	wait_for "$T/q.con" "BENCH-READY" 300 || { echo "qemu $1: guest not ready"; return; }
-	[ "${1:0:1}" = d ] && { wait_for "$T/q.con" "MV pass=1 " 300 || { echo "qemu $1: memverify not running"; return; }; }
+	[ "${1:0:1}" = d ] && { wait_for "$T/q.con" "MV-START" 300 || { echo "qemu $1: memverify not running"; return; }; }
 	sleep 2
 	echo "RESULT case=$1 variant=qemu-$2 $(timeout 900 python3 bench/qmp_migrate.py "$T/qs.sock" "$T/qd.sock" "tcp:127.0.0.1:$port" "$2")"
 	grep -aq MV-BAD "$T/qd.con" && echo "qemu $1: MV-BAD on the destination!"
@@ -81,6 +83,9 @@ echo "# bench/migrate-inner.sh $(date -u +%FT%TZ) kernel $(uname -r), $(nproc) C
 : >"$T/res"
 for c in $CASES; do
 	if [ "${c:0:1}" = d ] && [ "$BW_MIBS" = 0 ]; then
+		# The link rate is what our migration measures while sending data pages (an idle
+		# round is mostly free zero/hole pages and says nothing about the link).
+		run_ours cal 0 >/dev/null
 		BW_MIBS=$( [ -s "$T/bw" ] && median <"$T/bw" || echo 40)
 		BW_MIBS=${BW_MIBS%.*}
 		echo "# migration bandwidth measured by our idle runs: $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
