@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -458,6 +459,21 @@ static int balloon_activate(struct virtio_dev *vd)
 		ret = vq_init(&b->vqs[q], vd->mem, &cfg);
 		if (ret < 0)
 			return ret;
+	}
+	/*
+	 * Linux queues its first statistics buffer and kicks in probe, before DRIVER_OK, and that
+	 * kick was ignored (device not live yet). Signal the queue's eventfd so the main loop
+	 * looks at the ring now, as if the driver had kicked (it runs after we return and the
+	 * transport has marked the device live). An eventfd write only: no device work here.
+	 */
+	if (nq == 3 && vd->vqs[BALLOON_Q_STATS].enabled) {
+		struct virtio_pci *vp = vd->transport;
+		const uint64_t one = 1;
+
+		if (vp && vp->notify[BALLOON_Q_STATS].ioev.fd >= 0 &&
+		    write(vp->notify[BALLOON_Q_STATS].ioev.fd, &one, sizeof(one)) < 0)
+			log_ratelimited(LOG_WARN, "%s: statsq: replaying the kick: %s", vd->id,
+					strerror(errno));
 	}
 	return 0;
 }
