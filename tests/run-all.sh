@@ -59,7 +59,7 @@ if [[ " $tiers " == *" guest "* ]]; then
 	else
 		step "real guests, inside one test host boot (tests/lab/run)"
 		for try in 1 2; do
-			tests/lab/run --timeout 900 -- tests/run-tests.sh --counts build/lab-out/guest.counts tests/guest
+			tests/lab/run --timeout 1800 -- tests/run-tests.sh --counts build/lab-out/guest.counts tests/guest
 			st=$?
 			# an L1 kernel crash is an infrastructure failure, not a test result: one retry
 			[ $st = 125 ] && [ $try = 1 ] && { echo "run-all: test host crashed; retrying once"; continue; }

@@ -10,7 +10,7 @@ grep -q "needs an argument" <<<"$_o" || skip "this vmm has no --incoming (migrat
 CTL=$BIN/vmm-ctl
 need_file "$CTL"
 MEM=${MIG_GUEST_MEM:-512}
-HOPS=${MIG_HOPS:-6}
+HOPS=${MIG_HOPS:-5}
 APPEND="console=ttyS0 loglevel=5 panic=-1 vmctl.action=run vmctl.run=/bin/memverify"
 
 free_port() {
