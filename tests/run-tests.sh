@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run test scripts and count: exit 0 pass, 77 skip, anything else fail. Each script gets a
-# time limit (TEST_TIMEOUT, default 600 s), after which it and all it started are killed.
+# time limit (TEST_TIMEOUT, default 600 s, or the script's own "# test-timeout: N" line), after which it and all it started are killed.
 # Prints one line per test and, last, the summary `N passed, N failed, N skipped`; exits
 # non-zero if any test failed.
 #   usage: tests/run-tests.sh [--counts FILE] [--log DIR] TEST_OR_DIR...
@@ -37,7 +37,10 @@ done
 # Run a test in its own session so that, at the time limit, everything it started goes too
 # (a nested `timeout` puts its child in another process group, but not another session).
 run_one() {
-	local t=$1 lf=$2 limit=${TEST_TIMEOUT:-600} pid end st
+	local t=$1 lf=$2 limit=${TEST_TIMEOUT:-600} pid end st own
+	# A test that needs longer says so in a header line "# test-timeout: SECONDS".
+	own=$(sed -n '1,20s/^# test-timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
+	[ -n "$own" ] && [ -z "${TEST_TIMEOUT:-}" ] && limit=$own
 	setsid "$t" >"$lf" 2>&1 </dev/null &
 	pid=$!
 	end=$((SECONDS + limit))

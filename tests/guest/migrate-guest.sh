@@ -1,6 +1,7 @@
 #!/bin/bash
+# test-timeout: 1200
 # Live migration of the real test guest (Debian kernel) while memverify writes and verifies
-# most of its RAM: migrated back and forth 6 times between vmm processes over loopback.
+# most of its RAM: migrated back and forth 5 times between vmm processes over loopback.
 # Every hop must complete (source exit 0), the destination's console must continue the
 # "MV pass=" sequence (every page verified again after landing, each pass), no MV-BAD, and
 # the guest kernel's log stays clean. Figures per hop from migrate-status.
@@ -9,7 +10,7 @@ _o=$("$VMM" --incoming 2>&1)
 grep -q "needs an argument" <<<"$_o" || skip "this vmm has no --incoming (migration not wired into main.c)"
 CTL=$BIN/vmm-ctl
 need_file "$CTL"
-MEM=${MIG_GUEST_MEM:-512}
+MEM=${MIG_GUEST_MEM:-384}
 HOPS=${MIG_HOPS:-5}
 APPEND="console=ttyS0 loglevel=5 panic=-1 vmctl.action=run vmctl.run=/bin/memverify"
 
