@@ -58,8 +58,13 @@ fi
 # virtiofsd holds one open file per inode the test host has cached, and may not raise its
 # limit here (20000 on these machines): when the cached FUSE inodes near it, drop the clean
 # ones (the FORGETs let virtiofsd close them). A builtin-only loop: no process per check.
+# The same loop is the heartbeat: every 5 s it touches $run/heartbeat, which tests/lab/run
+# watches from outside — a test host whose user space stops (a nested-KVM hang of L1 that
+# prints nothing) is then reported as hung within minutes instead of at the command's timeout.
+[ -n "$run" ] && echo 0 >"$run/heartbeat"
 (
 	mkfifo /run/lab-tick && exec 4<>/run/lab-tick || exit 0
+	tick=0
 	while :; do
 		read -r -t 1 -u 4 _
 		while read -r name active _; do
@@ -67,8 +72,11 @@ fi
 			[ "$active" -gt 14000 ] && echo 2 >/proc/sys/vm/drop_caches
 			break
 		done </proc/slabinfo
+		tick=$((tick + 1))
+		[ -n "$run" ] && [ $((tick % 5)) = 1 ] && echo "$tick" >"$run/heartbeat"
 	done
 ) &
+echo $! >/run/lab-heartbeat.pid	# tests/host/lab-failure-paths.sh stops it to fake a hang
 read -r up _ </proc/uptime
 echo "LAB-READY uptime=$up kvm=$([ -c /dev/kvm ] && echo yes || echo no)"
 
