@@ -10,9 +10,18 @@ GUEST=${VMCTL_GUEST:-$ROOT/build/guest}
 T_NAME=$(basename "$0" .sh)
 T_TMP=$(mktemp -d "/tmp/vmctl-test.$T_NAME.XXXXXX")
 _t_cleanups=()
+_t_failed=
 t_cleanup() {
-	local i
+	local i keep
 	for ((i = ${#_t_cleanups[@]} - 1; i >= 0; i--)); do eval "${_t_cleanups[i]}" || true; done
+	# A failed test keeps its small files (logs, consoles, stderr of every process it ran) for a
+	# look: under the test host's shared output dir when inside one, else build/failed/.
+	if [ -n "$_t_failed" ] && [ -d "$T_TMP" ]; then
+		keep=${LAB_OUT:-$ROOT/build}/failed/$T_NAME.$(date +%H%M%S).$$
+		mkdir -p "$keep" 2>/dev/null &&
+			find "$T_TMP" -maxdepth 2 -type f -size -4M -exec cp -t "$keep" {} + 2>/dev/null &&
+			echo "[$T_NAME] its files are kept in $keep"
+	fi
 	rm -rf "$T_TMP"
 }
 trap t_cleanup EXIT
@@ -20,7 +29,7 @@ trap t_cleanup EXIT
 on_exit() { _t_cleanups+=("$1"); }
 
 log() { echo "[$T_NAME] $*"; }
-fail() { echo "[$T_NAME] FAIL: $*"; exit 1; }
+fail() { echo "[$T_NAME] FAIL: $*"; _t_failed=1; exit 1; }
 skip() { echo "[$T_NAME] SKIP: $*"; exit 77; }
 pass() { echo "[$T_NAME] PASS${1:+: $*}"; exit 0; }
 need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root"; }
