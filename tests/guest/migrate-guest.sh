@@ -54,7 +54,7 @@ for i in $(seq "$HOPS"); do
 	start "h$i" --incoming "127.0.0.1:$port"
 	wait_for "$T_TMP/h$i.err" "waiting for a migration" 60 || fail "h$i: not listening: $(cat "$T_TMP/h$i.err")"
 	r=$("$CTL" -t 600 "$T_TMP/$prev.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}") ||
-		fail "hop $i: migrate: $r"
+		fail "hop $i: migrate: $r; source: $(tail -3 "$T_TMP/$prev.err" | tr '\n' ' ')"
 	[ "$(json_field "$r" phase)" = completed ] || fail "hop $i: $r"
 	eval "spid=\$${prev}_pid"
 	for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.2; done
