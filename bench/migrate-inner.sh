@@ -9,6 +9,8 @@
 #          minimal-downtime; QEMU: its defaults, and its best (bandwidth raised, multifd+zstd)
 # Output: one "RESULT" line per migration, then medians per case and variant.
 #   usage: bench/migrate-inner.sh [RUNS] [CASES]   (default 3, "idle d10 d50 d150")
+#   MIG_QEMU_TIMEOUT (s, default 120): a QEMU migration still running then is cancelled and
+#   counted as not converged (its defaults never finish at 150 %).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -74,7 +76,7 @@ run_qemu() {	# case mode
 	wait_for "$T/q.con" "BENCH-READY" 300 || { echo "qemu $1: guest not ready"; return; }
 	[ "${1:0:1}" = d ] && { wait_for "$T/q.con" "MV-START" 300 || { echo "qemu $1: memverify not running"; return; }; }
 	sleep 2
-	echo "RESULT case=$1 variant=qemu-$2 $(timeout 900 python3 bench/qmp_migrate.py "$T/qs.sock" "$T/qd.sock" "tcp:127.0.0.1:$port" "$2")"
+	echo "RESULT case=$1 variant=qemu-$2 $(QMP_MIGRATE_TIMEOUT=${MIG_QEMU_TIMEOUT:-120} timeout 900 python3 bench/qmp_migrate.py "$T/qs.sock" "$T/qd.sock" "tcp:127.0.0.1:$port" "$2")"
 	grep -aq MV-BAD "$T/qd.con" && echo "qemu $1: MV-BAD on the destination!"
 	kill -9 $sp $dp 2>/dev/null; wait $sp $dp 2>/dev/null
 }

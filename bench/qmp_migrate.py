@@ -4,8 +4,11 @@
 usage: qmp_migrate.py SOURCE_QMP_SOCK DEST_QMP_SOCK URI MODE
 MODE: default  (QEMU's own defaults)
       best     (max-bandwidth raised to 10 GiB/s, multifd with 4 channels + zstd on both sides)
-Prints: status total_ms downtime_ms setup_ms bytes rounds (dirty-sync-count)."""
-import json, socket, sys, time
+Prints: status total_ms downtime_ms setup_ms bytes rounds (dirty-sync-count).
+QMP_MIGRATE_TIMEOUT (s, default 600): past it the migration is cancelled and reported as
+status=timeout (QEMU's defaults have no auto-converge: a guest dirtying faster than the
+link never finishes)."""
+import json, os, socket, sys, time
 
 def qmp(path):
     s = socket.socket(socket.AF_UNIX); s.connect(path)
@@ -31,11 +34,17 @@ if mode == "best":
     s("migrate-set-parameters", **{"max-bandwidth": 10 << 30})
 d("migrate-incoming", uri=uri)
 s("migrate", uri=uri)
-end = time.time() + 600
-while time.time() < end:
+t0 = time.time()
+end = t0 + float(os.environ.get("QMP_MIGRATE_TIMEOUT", "600"))
+while True:
     r = s("query-migrate")
     st = r.get("status")
     if st in ("completed", "failed", "cancelled"):
+        break
+    if time.time() > end:
+        s("migrate_cancel")
+        st = "timeout"
+        r.setdefault("total-time", int((time.time() - t0) * 1000))
         break
     time.sleep(0.1)
 ram = r.get("ram", {})
