@@ -550,6 +550,9 @@ static int seq_next(const struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd, enu
 		if (cmd == MIG_ACK && ack_cmd == MIG_CONFIG) { *next = MIG_PH_RAM; return 0; }
 		break;
 	case MIG_PH_RAM:
+		/* Version 2: each pre-copy round acknowledged once applied (see precopy.c). */
+		if (cmd == MIG_ACK && ack_cmd == MIG_ROUND_END) { *next = MIG_PH_RAM; return 0; }
+		/* fall through */
 	case MIG_PH_COMPLETE:
 		if (cmd == MIG_ACK && ack_cmd == MIG_COMPLETE) { *next = MIG_PH_DONE; return 0; }
 		break;

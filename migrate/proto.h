@@ -24,7 +24,7 @@
 
 /* Protocol versions this build speaks (HELLO picks the highest common one). */
 #define MIG_VERSION_MIN		1u
-#define MIG_VERSION_MAX		1u
+#define MIG_VERSION_MAX		2u
 
 #define MIG_PAGE_SIZE		4096u
 /*
@@ -186,7 +186,8 @@ int  mig_abort_decode(const uint8_t *in, size_t len, int *err, char *msg, size_t
 /*
  * Which command may come next, per side. The destination expects HELLO, CONFIG, then any of
  * RAM/RAM_ZERO/ROUND_END, then STATE, then COMPLETE; the source expects HELLO, ACK(CONFIG),
- * then ACK(COMPLETE). ABORT is accepted at any point. mig_seq_accept() returns 0 and advances,
+ * then any number of ACK(ROUND_END) (version 2: the destination applied that round), then
+ * ACK(COMPLETE). ABORT is accepted at any point. mig_seq_accept() returns 0 and advances,
  * or -EPROTO (logged) for a message out of order — e.g. RAM before CONFIG was accepted, or a
  * second STATE.
  */

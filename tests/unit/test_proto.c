@@ -335,7 +335,11 @@ static void test_sequence(void **unused)
 	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_COMPLETE), -EPROTO);
 	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_CONFIG), 0);
 	assert_int_equal(mig_seq_accept(&s, MIG_RAM, 0), -EPROTO);	/* source never gets RAM */
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_ROUND_END), 0);	/* v2: round applied */
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_ROUND_END), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_STATE), -EPROTO);
 	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_COMPLETE), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_ROUND_END), -EPROTO);	/* after the end */
 	assert_int_equal(s.phase, MIG_PH_DONE);
 	quiet_end();
 }
