@@ -165,6 +165,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 	size_t state_len = 0;
 	bool rx_init = false, done = false;
 	uint64_t t_first = 0, rounds = 0;
+	uint32_t version = 1;		/* negotiated in HELLO */
 	char why[300] = "";
 	int lfd, fd = -1, ret;
 
@@ -225,6 +226,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 					 local.min_version, local.max_version);
 				break;
 			}
+			version = v;
 			mig_hello_encode(out, &local);
 			ret = mig_stream_send_msg(s, MIG_HELLO, out, sizeof(out));
 			if (ret == 0)
@@ -260,6 +262,20 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 			else
 				log_dbg("round %u: %" PRIu64 " pages", round, pages);
 			rounds++;
+			if (ret == 0 && version >= 2) {
+				/*
+				 * Every page before it is applied: tell the source, so it pauses only
+				 * with nothing left in the pipe and costs pages at our landing rate.
+				 */
+				uint8_t ack[MIG_ACK_LEN];
+
+				mig_ack_encode(ack, MIG_ROUND_END);
+				ret = mig_stream_send_msg(s, MIG_ACK, ack, sizeof(ack));
+				if (ret == 0)
+					ret = mig_stream_flush(s);
+				if (ret < 0)
+					snprintf(why, sizeof(why), "sending ACK(ROUND_END): %s", strerror(-ret));
+			}
 			break;
 		}
 		case MIG_STATE:
