@@ -67,6 +67,7 @@ struct precopy {
 	bool tx_init;
 	uint64_t *bm;
 	bool paused_by_us;
+	uint32_t version;		/* negotiated protocol version */
 
 	/* throttle thread */
 	pthread_t thr;
@@ -228,6 +229,7 @@ static int handshake(struct precopy *pc)
 	if (ret < 0)
 		return fail(pc, ret, "no common protocol version (we speak %u..%u, the destination %u..%u)",
 			    local.min_version, local.max_version, peer.min_version, peer.max_version);
+	pc->version = version;
 
 	mig_config_init(&c);
 	ret = mig_local_config(pc->m, &c);
@@ -297,9 +299,15 @@ static int send_pages(struct precopy *pc, uint64_t deadline)
 	return fail(pc, ret, "sending pages: %s", strerror(-ret));
 }
 
-static int round_end(struct precopy *pc, uint32_t round, uint64_t pages)
+/*
+ * @wait_applied (protocol ≥ 2): return only once the destination acknowledged the round, i.e.
+ * applied every page of it. A completed send only means the bytes reached socket buffers,
+ * which hold megabytes — with zstd tens of MiB of pages — that the destination may still be
+ * decompressing and faulting in when we pause: that backlog was the 1–2.5 s zstd downtime.
+ */
+static int round_end(struct precopy *pc, uint32_t round, uint64_t pages, bool wait_applied)
 {
-	uint8_t b[MIG_ROUND_END_LEN];
+	uint8_t b[MIG_ROUND_END_LEN], *payload = NULL;
 	int ret;
 
 	mig_round_end_encode(b, round, pages);
@@ -310,6 +318,13 @@ static int round_end(struct precopy *pc, uint32_t round, uint64_t pages)
 		if (cancelled(pc))
 			return fail(pc, -ECANCELED, "cancelled");
 		return fail(pc, ret, "sending round %u: %s", round, strerror(-ret));
+	}
+	if (wait_applied && pc->version >= 2) {
+		ret = expect(pc, MIG_ACK, MIG_ROUND_END, &payload, NULL);
+		free(payload);
+		if (ret < 0 && cancelled(pc))
+			return fail(pc, -ECANCELED, "cancelled");
+		return ret;
 	}
 	return 0;
 }
@@ -373,7 +388,7 @@ static int iterate(struct precopy *pc)
 		if (ret < 0)
 			return ret;
 		sent_pages = pc->tx.st.pages_data - data0 + pc->tx.st.pages_zero - zero0;
-		ret = round_end(pc, round, sent_pages);
+		ret = round_end(pc, round, sent_pages, true);
 		if (ret < 0)
 			return ret;
 		dt = mig_now_ns() - t_round;
@@ -399,11 +414,59 @@ static int iterate(struct precopy *pc)
 	}
 }
 
+/*
+ * A memory sink that also times each section's save (the gap before its header is written:
+ * state_save_all encodes a section, then writes header, name, id, body, crc), so the
+ * stop-and-copy log names the sections that cost downtime.
+ */
+#define SLOWEST_N	3
+struct timed_sink {
+	struct state_sink sink;
+	struct state_mem_sink mem;
+	uint64_t t_last, gap;
+	unsigned int after_hdr;		/* 1: the next write is the section's name */
+	unsigned int sections;
+	char slow_name[SLOWEST_N][24];
+	uint64_t slow_ns[SLOWEST_N];
+};
+
+static int timed_sink_write(struct state_sink *sk, const void *buf, size_t len)
+{
+	struct timed_sink *t = (struct timed_sink *)sk;
+	const uint8_t *b = buf;
+	uint64_t now = mig_now_ns();
+	int ret;
+
+	if (len == 24 && (b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24) == STATE_SECTION_MAGIC) {
+		t->gap = now - t->t_last;
+		t->after_hdr = 1;
+		t->sections++;
+	} else if (t->after_hdr) {
+		unsigned int i, j;
+
+		t->after_hdr = 0;
+		for (i = 0; i < SLOWEST_N && t->slow_ns[i] >= t->gap; i++)
+			;
+		if (i < SLOWEST_N) {
+			for (j = SLOWEST_N - 1; j > i; j--) {
+				t->slow_ns[j] = t->slow_ns[j - 1];
+				memcpy(t->slow_name[j], t->slow_name[j - 1], sizeof(t->slow_name[j]));
+			}
+			t->slow_ns[i] = t->gap;
+			snprintf(t->slow_name[i], sizeof(t->slow_name[i]), "%.*s",
+				 (int)(len < 23 ? len : 23), (const char *)buf);
+		}
+	}
+	ret = t->mem.sink.write(&t->mem.sink, buf, len);
+	t->t_last = mig_now_ns();
+	return ret;
+}
+
 static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 {
-	struct state_mem_sink sink;
+	struct timed_sink ts = { .sink.write = timed_sink_write };
 	uint8_t *payload = NULL;
-	uint64_t count = 0, pages0, t_paused, t_pages, t_state;
+	uint64_t count = 0, pages0, t_paused, t_pages, t_saved, t_state, t_applied = 0;
 	int ret;
 
 	throttle_stop(pc);
@@ -425,20 +488,24 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	ret = send_pages(pc, 0);
 	if (ret < 0)
 		return ret;
-	ret = round_end(pc, pc->m->st.round + 1, pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0);
+	/* Not waiting for this round's ACK here: the state is saved while the destination applies. */
+	ret = round_end(pc, pc->m->st.round + 1, pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0,
+			false);
 	if (ret < 0)
 		return ret;
 	t_pages = mig_now_ns();
 	count = pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0;
 
-	state_mem_sink_init(&sink);
-	ret = state_save_all(pc->m->reg, &sink.sink);
+	state_mem_sink_init(&ts.mem);
+	ts.t_last = mig_now_ns();
+	ret = state_save_all(pc->m->reg, &ts.sink);
 	if (ret < 0) {
-		free(sink.buf);
+		free(ts.mem.buf);
 		return fail(pc, ret, "saving device state: %s", strerror(-ret));
 	}
-	ret = mig_stream_send_msg(&pc->s, MIG_STATE, sink.buf, sink.len);
-	free(sink.buf);
+	t_saved = mig_now_ns();
+	ret = mig_stream_send_msg(&pc->s, MIG_STATE, ts.mem.buf, ts.mem.len);
+	free(ts.mem.buf);
 	if (ret == 0)
 		ret = mig_stream_send_msg(&pc->s, MIG_COMPLETE, NULL, 0);
 	if (ret == 0)
@@ -448,13 +515,29 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	set_phase(pc, MIG_ST_COMPLETING);
 	t_state = mig_now_ns();
 	pc->s.timeout_ms = ACK_TIMEOUT_MS;	/* the destination loads state first */
+	if (pc->version >= 2) {
+		ret = expect(pc, MIG_ACK, MIG_ROUND_END, &payload, NULL);
+		free(payload);
+		payload = NULL;
+		if (ret < 0)
+			return ret;
+		t_applied = mig_now_ns();
+	}
 	ret = expect(pc, MIG_ACK, MIG_COMPLETE, &payload, NULL);
 	free(payload);
 	if (ret == 0)
+		log_info("stop-and-copy: state: %u sections, %zu KiB saved in %.2f ms, sent in %.2f ms;"
+			 " slowest %s %.2f ms, %s %.2f ms, %s %.2f ms", ts.sections, ts.mem.len >> 10,
+			 (double)(t_saved - t_pages) / 1e6, (double)(t_state - t_saved) / 1e6,
+			 ts.slow_name[0], (double)ts.slow_ns[0] / 1e6, ts.slow_name[1],
+			 (double)ts.slow_ns[1] / 1e6, ts.slow_name[2], (double)ts.slow_ns[2] / 1e6);
+	if (ret == 0)
 		log_info("stop-and-copy: pause %.2f ms, last %" PRIu64 " pages %.2f ms, state %.2f ms,"
-			 " destination load+resume+ack %.2f ms", (double)(t_paused - *t_pause) / 1e6,
+			 " destination load+resume+ack %.2f ms (last pages applied after %.2f ms of it)",
+			 (double)(t_paused - *t_pause) / 1e6,
 			 count, (double)(t_pages - t_paused) / 1e6, (double)(t_state - t_pages) / 1e6,
-			 (double)(mig_now_ns() - t_state) / 1e6);
+			 (double)(mig_now_ns() - t_state) / 1e6,
+			 t_applied ? (double)(t_applied - t_state) / 1e6 : -1.0);
 	return ret;
 }
 
