@@ -16,6 +16,8 @@ PKGS=(
 	util-linux procps psmisc coreutils
 	# networking and tests
 	iproute2 dnsmasq-base nftables fio
+	# fuzz targets (tests/fuzz): clang-14 with libFuzzer and the sanitizer runtimes
+	clang libclang-rt-14-dev
 )
 
 missing=()
