@@ -48,16 +48,12 @@
 #include "vmm/memory.h"
 #include "vmm/state.h"
 #include "vmm/virtio/net.h"
+#include "vmm/virtio/net_parse.h"
 
-#define NET_HDR_LEN		TAP_VNET_HDR_LEN
-_Static_assert(sizeof(struct virtio_net_hdr_v1) == NET_HDR_LEN, "virtio 1.x net header");
 #define NET_Q_RX		VIRTIO_NET_Q_RX0
 #define NET_Q_TX		VIRTIO_NET_Q_TX0
 #define NET_Q_CTRL		VIRTIO_NET_Q_CTRL
 #define NET_CTRL_QUEUE_SIZE	64
-/* Largest frame: a 64 KiB GSO packet plus Ethernet and a VLAN tag. */
-#define NET_MAX_FRAME		(65535u + ETH_HLEN + 4u)
-#define NET_BOUNCE_LEN		(NET_HDR_LEN + NET_MAX_FRAME)
 /* Packets per queue per loop turn: bounds the loop's time on one queue, then yield. */
 #define NET_BUDGET		256
 /*
@@ -67,7 +63,6 @@ _Static_assert(sizeof(struct virtio_net_hdr_v1) == NET_HDR_LEN, "virtio 1.x net 
  */
 #define NET_RX_SEG_POOL		1023
 #define NET_RX_MAX_CHAINS	128
-#define NET_CTRL_MAX_DATA	4096	/* MAC table of ~680 entries; larger: VIRTIO_NET_ERR */
 
 /* Device configuration space (virtio 1.2 §5.1.4), through duplex; little-endian. */
 #define NET_CFG_LEN		17
@@ -207,79 +202,36 @@ static bool live(const struct virtio_net *net)
 
 /* ---- transmit ---- */
 
-/* Check a guest's tx header against what was negotiated (virtio 1.2 §5.1.6.2.1). */
-static const char *tx_hdr_invalid(const struct virtio_net *net, const struct virtio_net_hdr_v1 *h,
-				  uint32_t frame)
-{
-	uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
-
-	if (h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
-		return "unknown header flags";
-	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-		if (!has(net, VIRTIO_NET_F_CSUM))
-			return "NEEDS_CSUM without VIRTIO_NET_F_CSUM";
-		if ((uint32_t)le16toh(h->csum_start) + le16toh(h->csum_offset) + 2 > frame)
-			return "checksum position beyond the frame";
-	}
-	switch (gso) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		if (h->gso_type & VIRTIO_NET_HDR_GSO_ECN)
-			return "ECN without GSO";
-		return NULL;
-	case VIRTIO_NET_HDR_GSO_TCPV4:
-		if (!has(net, VIRTIO_NET_F_HOST_TSO4))
-			return "TSO4 not negotiated";
-		break;
-	case VIRTIO_NET_HDR_GSO_TCPV6:
-		if (!has(net, VIRTIO_NET_F_HOST_TSO6))
-			return "TSO6 not negotiated";
-		break;
-	case VIRTIO_NET_HDR_GSO_UDP:
-		if (!has(net, VIRTIO_NET_F_HOST_UFO))
-			return "UFO not negotiated";
-		break;
-	default:
-		return "unknown gso_type";
-	}
-	if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !has(net, VIRTIO_NET_F_HOST_ECN))
-		return "ECN not negotiated";
-	if (!le16toh(h->gso_size))
-		return "GSO with gso_size 0";
-	if (le16toh(h->hdr_len) > frame)
-		return "hdr_len beyond the frame";
-	return NULL;
-}
-
 /* 0: sent or dropped (push the chain); -EAGAIN: the tap is full; -EINVAL: malformed chain. */
 static int tx_one(struct net_qp *qp, const struct vq_chain *ch)
 {
 	struct virtio_net *net = qp->net;
-	struct virtio_net_hdr_v1 hdr;
-	const char *why;
+	struct net_tx_req req;
+	struct virtio_net_hdr_v1 *hdr = &req.hdr;
 	uint32_t frame, skip;
 	unsigned int n = 1;
 	ssize_t w;
+	int ret;
 
-	if (ch->n != ch->n_out) {
+	ret = net_tx_parse(net->vd.acked_features, ch, &req);
+	if (ret == -EINVAL) {
 		dev_ratelimited(net, LOG_WARN, "tx chain %u has device-writable buffers", ch->head);
 		return -EINVAL;
 	}
-	if (ch->out_len < NET_HDR_LEN + ETH_HLEN || ch->out_len > NET_BOUNCE_LEN) {
+	if (ret < 0 && !req.frame) {
 		dev_ratelimited(net, LOG_WARN, "tx chain %u: %u bytes, want %u..%u: dropped",
 				ch->head, ch->out_len, NET_HDR_LEN + ETH_HLEN, NET_BOUNCE_LEN);
 		goto drop;
 	}
-	frame = ch->out_len - NET_HDR_LEN;
-	vq_chain_copy_from(ch, 0, &hdr, sizeof(hdr));
-	why = tx_hdr_invalid(net, &hdr, frame);
-	if (why) {
-		dev_ratelimited(net, LOG_WARN, "tx chain %u: %s: dropped", ch->head, why);
+	if (ret < 0) {
+		dev_ratelimited(net, LOG_WARN, "tx chain %u: %s: dropped", ch->head, req.why);
 		goto drop;
 	}
+	frame = req.frame;
 	if (!net->link_up)
 		goto drop;
-	hdr.num_buffers = 0;
-	qp->tx_iov[0] = (struct iovec){ &hdr, sizeof(hdr) };
+	hdr->num_buffers = 0;
+	qp->tx_iov[0] = (struct iovec){ hdr, sizeof(*hdr) };
 	skip = NET_HDR_LEN;
 	for (unsigned int i = 0; i < ch->n; i++) {
 		const struct vq_seg *s = &ch->segs[i];
@@ -708,55 +660,29 @@ static void qp_post_work(struct net_qp *qp)
 
 /* ---- control queue (§5.1.6.5): rx mode, MAC table/address, announce ack ---- */
 
-static uint8_t ctrl_command(struct virtio_net *net, uint8_t cls, uint8_t cmd, const uint8_t *d,
-			    uint32_t len)
+/* Apply a parsed command: the ack to answer. */
+static uint8_t ctrl_apply(struct virtio_net *net, const struct net_ctrl_req *req)
 {
-	switch (cls) {
-	case VIRTIO_NET_CTRL_RX:
-		/* We do not filter: the guest's stack drops what it did not ask for. */
-		if (!has(net, VIRTIO_NET_F_CTRL_RX) || len != 1)
-			return VIRTIO_NET_ERR;
-		if (cmd == VIRTIO_NET_CTRL_RX_PROMISC)
-			net->promisc = d[0] != 0;
-		else if (cmd == VIRTIO_NET_CTRL_RX_ALLMULTI)
-			net->allmulti = d[0] != 0;
-		else
-			return VIRTIO_NET_ERR;
-		return VIRTIO_NET_OK;
-	case VIRTIO_NET_CTRL_MAC:
-		if (cmd == VIRTIO_NET_CTRL_MAC_ADDR_SET) {
-			if (!has(net, VIRTIO_NET_F_CTRL_MAC_ADDR) || len != 6)
-				return VIRTIO_NET_ERR;
-			memcpy(net->mac, d, 6);
-			return VIRTIO_NET_OK;
-		}
-		if (cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET && has(net, VIRTIO_NET_F_CTRL_RX)) {
-			/* Two tables: le32 count + count MACs each, nothing after. */
-			uint32_t off = 0;
-
-			for (int t = 0; t < 2; t++) {
-				uint32_t cnt;
-
-				if (len - off < 4)
-					return VIRTIO_NET_ERR;
-				memcpy(&cnt, d + off, 4);
-				cnt = le32toh(cnt);
-				off += 4;
-				if (cnt > (len - off) / 6)
-					return VIRTIO_NET_ERR;
-				off += cnt * 6;
-			}
-			return off == len ? VIRTIO_NET_OK : VIRTIO_NET_ERR;
-		}
-		return VIRTIO_NET_ERR;
-	case VIRTIO_NET_CTRL_ANNOUNCE:
-		if (cmd != VIRTIO_NET_CTRL_ANNOUNCE_ACK || !has(net, VIRTIO_NET_F_GUEST_ANNOUNCE))
-			return VIRTIO_NET_ERR;
+	switch (req->op) {
+	case NET_CTRL_PROMISC:
+		net->promisc = req->val;
+		break;
+	case NET_CTRL_ALLMULTI:
+		net->allmulti = req->val;
+		break;
+	case NET_CTRL_MAC_ADDR:
+		memcpy(net->mac, req->mac, 6);
+		break;
+	case NET_CTRL_MAC_TABLE:
+		break;		/* not filtered: the guest's stack drops what it did not ask for */
+	case NET_CTRL_ANNOUNCE_ACK:
 		net->status_extra &= (uint16_t)~VIRTIO_NET_S_ANNOUNCE;
-		return VIRTIO_NET_OK;
+		break;
+	case NET_CTRL_NONE:
 	default:
 		return VIRTIO_NET_ERR;
 	}
+	return VIRTIO_NET_OK;
 }
 
 static void ctrl_process(struct virtio_net *net)
@@ -771,24 +697,19 @@ static void ctrl_process(struct virtio_net *net)
 	do {
 		vq_disable_notify(&net->ctrl);
 		while ((ret = vq_pop(&net->ctrl, &ch)) > 0) {
-			uint8_t hdr[2], ack = VIRTIO_NET_ERR;
-			uint32_t len;
+			struct net_ctrl_req req;
+			uint8_t ack;
 
-			/* class + command readable, at least the ack byte writable (§5.1.6.5). */
-			if (ch.out_len < 2 || ch.in_len < 1) {
+			if (net_ctrl_parse(net->vd.acked_features, &ch, data, sizeof(data), &req) < 0) {
 				dev_ratelimited(net, LOG_WARN, "control chain %u: %u/%u bytes", ch.head,
 						ch.out_len, ch.in_len);
 				broken(net);
 				return;
 			}
-			len = ch.out_len - 2;
-			vq_chain_copy_from(&ch, 0, hdr, 2);
-			if (len <= sizeof(data)) {
-				vq_chain_copy_from(&ch, 2, data, len);
-				ack = ctrl_command(net, hdr[0], hdr[1], data, len);
-			}
+			ack = ctrl_apply(net, &req);
 			if (ack != VIRTIO_NET_OK)
-				dev_ratelimited(net, LOG_DBG, "control class %u cmd %u refused", hdr[0], hdr[1]);
+				dev_ratelimited(net, LOG_DBG, "control class %u cmd %u refused", req.cls,
+						req.cmd);
 			vq_chain_copy_to(&ch, 0, &ack, 1);
 			vq_push(&net->ctrl, &ch, 1);
 		}
