@@ -17,7 +17,7 @@ flags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -I. -Wall -Wextra -Werror -Wno-unused-par
 # The virtqueue walker plus the few library files it needs (not libvmm.a: that is built
 # without the fuzzer's coverage instrumentation).
 "$CC" "${flags[@]}" -o "$out/fuzz_virtqueue" tests/fuzz/fuzz_virtqueue.c \
-	vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
+	tests/fuzz/fuzz_common.c vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
 echo "$out/fuzz_virtqueue"
 
 # The control socket's request parser and dispatcher.
@@ -30,3 +30,8 @@ echo "$out/fuzz_ctl_request"
 	vmm/state.c vmm/lib/crc32c.c migrate/proto.c migrate/pages.c vmm/memory.c vmm/kvm.c \
 	vmm/lib/log.c -lzstd -lpthread
 echo "$out/fuzz_stream"
+
+# The virtio-net request parsers (tx header + frame, control queue commands) over chains.
+"$CC" "${flags[@]}" -o "$out/fuzz_net" tests/fuzz/fuzz_net.c tests/fuzz/fuzz_common.c \
+	vmm/virtio/net_parse.c vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
+echo "$out/fuzz_net"

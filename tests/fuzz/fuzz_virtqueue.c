@@ -31,23 +31,8 @@
 #define R1_SIZE		0x1000u
 #define HDR		10u
 
-/* memory.c references the KVM ioctl wrapper for guest_mem_map_kvm, never called here. */
-int kvm_ioctl(int fd, unsigned long req, void *arg);
-int kvm_ioctl(int fd, unsigned long req, void *arg)
-{
-	(void)fd; (void)req; (void)arg;
-	abort();
-}
-
+/* LLVMFuzzerInitialize and the kvm_ioctl stub: fuzz_common.c. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc; (void)argv;
-	log_max_level = LOG_ERR;	/* hostile inputs log warnings by design */
-	return 0;
-}
 
 static volatile uint8_t sink;
 
