@@ -59,6 +59,7 @@ run_ours() {	# case level
 		local bw; bw=$(json_field "$r" bandwidth_bps); bw=${bw%.*}
 		[ -n "$bw" ] && [ "$bw" -gt 0 ] && echo "$((bw >> 20))" >>"$T/bw"
 	fi
+	grep -a 'stop-and-copy:' "$T/o.err" | sed "s/.*stop-and-copy: /#   $1 ours-z$2 stop-and-copy: /"
 	grep -aq MV-BAD "$T/od.con" && echo "ours $1: MV-BAD on the destination!"
 	kill -9 $sp $dp 2>/dev/null; wait $sp $dp 2>/dev/null
 }
