@@ -4,7 +4,7 @@
  * per-VM struct mig_ctx with its state registry, and the control-socket commands
  *
  *   migrate {uri, downtime_ms?, bandwidth_mbps?, compress_level?, policy?, max_rounds?,
- *            timeout_s?, wait?}   start a live migration (returns at once; wait=true replies
+ *            timeout_s?, stall_timeout_s?, wait?}   start a live migration (returns at once; wait=true replies
  *                                 when it ended, with the final figures)
  *   migrate-status                phase, round, bytes, rates, expected and final figures
  *   migrate-cancel                stop it; the VM keeps running here
@@ -250,6 +250,11 @@ static int cmd_migrate(struct ctl_call *call, json_object *args, json_object *re
 			return ctl_call_error(call, CTL_ERR_ARGUMENT, "timeout_s: 1..86400");
 		p.timeout_ns = (uint64_t)v * 1000000000;
 	}
+	if (arg_int(args, "stall_timeout_s", &v)) {	/* slow or stalling links (nested hosts) */
+		if (v < 1 || v > 3600)
+			return ctl_call_error(call, CTL_ERR_ARGUMENT, "stall_timeout_s: 1..3600");
+		p.stall_ms = (unsigned int)v * 1000;
+	}
 	if (json_object_object_get_ex(args, "policy", &o)) {
 		const char *pol = json_object_get_string(o);
 
@@ -333,6 +338,7 @@ static const struct ctl_arg migrate_args[] = {
 	{ "policy", CTL_ARG_STRING, false },
 	{ "max_rounds", CTL_ARG_INT, false },
 	{ "timeout_s", CTL_ARG_INT, false },
+	{ "stall_timeout_s", CTL_ARG_INT, false },
 	{ "wait", CTL_ARG_BOOL, false },
 	{ NULL, 0, false },
 };

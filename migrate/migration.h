@@ -67,6 +67,7 @@ struct mig_params {
 	unsigned int max_rounds;	/* default 30 */
 	uint64_t timeout_ns;		/* whole migration, default 10 min */
 	unsigned int batch_pages;	/* RAM message size, default 256 */
+	unsigned int stall_ms;		/* no progress on the connection: fail; 0 = 10 s */
 };
 void mig_params_default(struct mig_params *p);
 

@@ -514,7 +514,9 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 		return fail(pc, ret, "sending state: %s", strerror(-ret));
 	set_phase(pc, MIG_ST_COMPLETING);
 	t_state = mig_now_ns();
-	pc->s.timeout_ms = ACK_TIMEOUT_MS;	/* the destination loads state first */
+	/* the destination loads state first */
+	if (pc->s.timeout_ms < ACK_TIMEOUT_MS)
+		pc->s.timeout_ms = ACK_TIMEOUT_MS;
 	if (pc->version >= 2) {
 		ret = expect(pc, MIG_ACK, MIG_ROUND_END, &payload, NULL);
 		free(payload);
@@ -611,7 +613,7 @@ static void *worker(void *arg)
 		fail(pc, ret, "connecting to %s: %s", pc->p.uri, strerror(-ret));
 		goto out;
 	}
-	ret = mig_stream_init(&pc->s, fd, MIG_STREAM_DEFAULT_DEPTH, MIG_STREAM_DEFAULT_TIMEOUT_MS);
+	ret = mig_stream_init(&pc->s, fd, MIG_STREAM_DEFAULT_DEPTH, (int)pc->p.stall_ms);
 	if (ret < 0) {
 		close(fd);
 		fail(pc, ret, "stream: %s", strerror(-ret));
