@@ -79,6 +79,13 @@ void virtio_net_set_link(struct virtio_net *net, bool up);
 bool virtio_net_announce(struct virtio_net *net);
 /* The tap's name as the kernel reports it (for logs and issue 6's bridge code). */
 const char *virtio_net_tap_name(const struct virtio_net *net);
+/*
+ * Where to send post-migration announce frames for this NIC (net/announce.h): queue pair 0's
+ * packet fd (still owned by the device), the MAC, and the virtio_net_hdr length every write
+ * to that fd must start with. 0, or -ENODEV when the device has no fd. Any thread.
+ */
+int  virtio_net_announce_target(struct virtio_net *net, int *fd, uint8_t mac[6],
+				unsigned int *vnet_hdr_len);
 
 /* ---- state: plain struct like virtio_rng_state (see virtio/pci.h) ---- */
 enum { VIRTIO_NET_Q_RX0 = 0, VIRTIO_NET_Q_TX0 = 1, VIRTIO_NET_Q_CTRL = 2 };	/* vq[] below */
