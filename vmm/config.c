@@ -43,6 +43,8 @@ static const char usage_text[] =
 "  --balloon[=OPTS]     a virtio-balloon (control socket: balloon-set, balloon-info);\n"
 "                       stats=SEC guest statistics period (default 5, 0 = off),\n"
 "                       deflate-on-oom=on|off (default on)\n"
+"  --no-announce        after --incoming/--restore, send no RARP and do not ask the guest\n"
+"                       to announce itself (measurements only; see docs/networking.md)\n"
 "\n"
 "exit status:\n"
 "  0  the guest powered off (ACPI S5)\n"
@@ -102,7 +104,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE, OPT_CONTROL,
-       OPT_FIRMWARE, OPT_ALLOW_EMU, OPT_KVMDEV, OPT_DISK, OPT_NET, OPT_RNG, OPT_BALLOON, OPT_HELP };
+       OPT_FIRMWARE, OPT_ALLOW_EMU, OPT_KVMDEV, OPT_DISK, OPT_NET, OPT_RNG, OPT_BALLOON, OPT_NO_ANNOUNCE,
+       OPT_HELP };
 
 static const struct option long_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -119,6 +122,7 @@ static const struct option long_opts[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "balloon", optional_argument, NULL, OPT_BALLOON },
+	{ "no-announce", no_argument, NULL, OPT_NO_ANNOUNCE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -243,6 +247,7 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 			cfg->nr_nics++;
 			break;
 		case OPT_RNG: cfg->rng = true; break;
+		case OPT_NO_ANNOUNCE: cfg->no_announce = true; break;
 		case OPT_BALLOON:
 			cfg->balloon = true;
 			if (parse_balloon(optarg, cfg) < 0)

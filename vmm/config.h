@@ -48,6 +48,7 @@ struct vm_config {
 	bool incoming;			/* set by main for --incoming: a migration destination */
 	bool rng;			/* --rng: a virtio-rng device */
 	bool balloon;			/* --balloon: a virtio-balloon device */
+	bool no_announce;		/* --no-announce: no RARP/guest announce after resume */
 	bool balloon_deflate_on_oom;	/* offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (default on) */
 	uint32_t balloon_stats_ms;	/* stats refresh period, 0 = off (default 5000) */
 };
