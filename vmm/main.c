@@ -26,6 +26,8 @@
 #include "vmm/lib/log.h"
 #include "vmm/platform.h"
 #include "vmm/vm.h"
+#include "vmm/virtio/net.h"
+#include "net/announce.h"
 
 
 struct vmm {
@@ -39,7 +41,30 @@ struct vmm {
 	struct termios tty_saved;
 	struct ctl_server *ctl;
 	struct mig_ctx *mig;
+	struct announce announce;	/* RARP rounds after --incoming/--restore */
 };
+
+/*
+ * The VM now runs here after a migration or a restore: tell the LAN (RARP out of every tap,
+ * net/announce.h) and the guest (VIRTIO_NET_S_ANNOUNCE: its own GARP + unsolicited NA).
+ */
+static void announce_nics(struct vmm *m)
+{
+	struct announce_nic nics[ANNOUNCE_MAX_NICS];
+	unsigned int i, n = 0;
+
+	for (i = 0; i < m->vm->nr_nets && n < ANNOUNCE_MAX_NICS; i++) {
+		struct announce_nic *a = &nics[n];
+
+		memset(a, 0, sizeof(*a));
+		if (virtio_net_announce_target(m->vm->nets[i], &a->fd, a->mac, &a->vnet_hdr_len) < 0)
+			continue;
+		a->guest_announce = virtio_net_announce(m->vm->nets[i]);
+		n++;
+	}
+	if (n && announce_start(&m->announce, &m->loop, nics, n, ANNOUNCE_ROUNDS) < 0)
+		log_warn("announce: could not start the announce rounds");
+}
 
 static void tty_restore(struct vmm *m)
 {
@@ -352,6 +377,8 @@ int main(int argc, char **argv)
 	/* Destination: acknowledge only once the vCPUs run; no ACK → the source keeps the VM. */
 	if (ret == 0 && mig_started(m.mig) < 0)
 		vm_request_stop(m.vm, VM_STOP_KILLED, 0);
+	else if (ret == 0 && (mopts.incoming || mopts.restore) && !cfg.no_announce)
+		announce_nics(&m);
 	if (ret == 0) {
 		ret = evloop_run(&m.loop);
 		if (ret < 0) {
