@@ -834,9 +834,8 @@ int virtio_balloon_load(struct virtio_balloon *b, const struct virtio_balloon_st
 
 enum { BAL_T_TRANSPORT = 1, BAL_T_VQ, BAL_T_NUM_PAGES, BAL_T_ACTUAL, BAL_T_STATS_HELD,
        BAL_T_STATS_HEAD, BAL_T_STATS_VALID, BAL_T_STATS, BAL_T_STATS_TIME, BAL_T_STATS_UPDATES };
-enum { VQ_T_INDEX = 1, VQ_T_DESC, VQ_T_AVAIL, VQ_T_USED, VQ_T_SIZE, VQ_T_LAST_AVAIL,
-       VQ_T_USED_IDX, VQ_T_SIGNALLED, VQ_T_ENABLED, VQ_T_EVENT_IDX, VQ_T_INDIRECT,
-       VQ_T_SIGNALLED_VALID };
+/* A queue nest: its index at tag 1, then virtio_vq_state_write's fields from tag 2. */
+enum { VQ_T_INDEX = 1, VQ_T_FIRST };
 
 static int balloon_state_save(void *opaque, struct state_writer *w)
 {
@@ -847,25 +846,11 @@ static int balloon_state_save(void *opaque, struct state_writer *w)
 	if (!st)
 		return -ENOMEM;
 	virtio_balloon_save(opaque, st);
-	sw_nest_begin(w, BAL_T_TRANSPORT, R);
-	ret = virtio_pci_state_write(&st->transport, w);
-	sw_nest_end(w);
+	ret = virtio_pci_state_write_nest(w, BAL_T_TRANSPORT, &st->transport);
 	for (unsigned int q = 0; q < BALLOON_NR_VQS; q++) {
-		const struct vq_state *v = &st->vq[q];
-
 		sw_nest_begin(w, BAL_T_VQ, R);
 		sw_u8(w, VQ_T_INDEX, (uint8_t)q, R);
-		sw_u64(w, VQ_T_DESC, v->desc, R);
-		sw_u64(w, VQ_T_AVAIL, v->avail, R);
-		sw_u64(w, VQ_T_USED, v->used, R);
-		sw_u16(w, VQ_T_SIZE, v->size, R);
-		sw_u16(w, VQ_T_LAST_AVAIL, v->last_avail_idx, R);
-		sw_u16(w, VQ_T_USED_IDX, v->used_idx, R);
-		sw_u16(w, VQ_T_SIGNALLED, v->signalled_used, 0);
-		sw_u8(w, VQ_T_ENABLED, v->enabled, R);
-		sw_u8(w, VQ_T_EVENT_IDX, v->event_idx, R);
-		sw_u8(w, VQ_T_INDIRECT, v->indirect, R);
-		sw_u8(w, VQ_T_SIGNALLED_VALID, v->signalled_used_valid, 0);
+		virtio_vq_state_write(w, &st->vq[q], VQ_T_FIRST);
 		sw_nest_end(w);
 	}
 	sw_u32(w, BAL_T_NUM_PAGES, st->num_pages, R);
@@ -891,21 +876,10 @@ static int read_vq(struct state_reader *parent, const struct state_field *f,
 	int ret = sr_nested(parent, f, &r);
 
 	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
-		switch (g.tag) {
-		case VQ_T_INDEX:	ret = sr_u8(&g, &idx); break;
-		case VQ_T_DESC:		ret = sr_u64(&g, &v.desc); break;
-		case VQ_T_AVAIL:	ret = sr_u64(&g, &v.avail); break;
-		case VQ_T_USED:		ret = sr_u64(&g, &v.used); break;
-		case VQ_T_SIZE:		ret = sr_u16(&g, &v.size); break;
-		case VQ_T_LAST_AVAIL:	ret = sr_u16(&g, &v.last_avail_idx); break;
-		case VQ_T_USED_IDX:	ret = sr_u16(&g, &v.used_idx); break;
-		case VQ_T_SIGNALLED:	ret = sr_u16(&g, &v.signalled_used); break;
-		case VQ_T_ENABLED:	ret = sr_u8(&g, &v.enabled); break;
-		case VQ_T_EVENT_IDX:	ret = sr_u8(&g, &v.event_idx); break;
-		case VQ_T_INDIRECT:	ret = sr_u8(&g, &v.indirect); break;
-		case VQ_T_SIGNALLED_VALID: ret = sr_u8(&g, &v.signalled_used_valid); break;
-		default:		ret = sr_skip_unknown(&r, &g); break;
-		}
+		if (g.tag == VQ_T_INDEX)
+			ret = sr_u8(&g, &idx);
+		else
+			ret = virtio_vq_state_read_field(&r, &g, &v, VQ_T_FIRST);
 	}
 	if (ret < 0)
 		return ret;
@@ -927,14 +901,11 @@ static int balloon_state_load(void *opaque, struct state_reader *r, uint16_t ver
 	if (!st)
 		return -ENOMEM;
 	while ((ret = sr_next(r, &f)) > 0) {
-		struct state_reader sub;
 		size_t n;
 
 		switch (f.tag) {
 		case BAL_T_TRANSPORT:
-			ret = sr_nested(r, &f, &sub);
-			if (ret == 0)
-				ret = virtio_pci_state_read(&sub, &st->transport);
+			ret = virtio_pci_state_read_nest(r, &f, &st->transport);
 			break;
 		case BAL_T_VQ:		ret = read_vq(r, &f, st, &vqs); break;
 		case BAL_T_NUM_PAGES:	ret = sr_u32(&f, &st->num_pages); break;

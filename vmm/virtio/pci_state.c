@@ -11,6 +11,9 @@
  * and on load parses it back with virtio_pci_state_read() (defaults for missing optional
  * fields, unknown required ones refused) before virtio_pci_load() validates and applies it.
  * Tags are part of the format: never renumber, add new ones.
+ *
+ * The devices' own sections share two more encodings, kept here once: the transport as a
+ * nested field (virtio_pci_state_*_nest) and a queue's struct vq_state (virtio_vq_state_*).
  */
 #define LOG_TAG "virtio-pci"
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include "vmm/state.h"
 #include "vmm/virtio/pci.h"
 #include "vmm/virtio/pci_state.h"
+#include "vmm/virtio/queue.h"
 
 enum {
 	T_PCI_CFG = 1,		/* bytes[4096]: config space image */
@@ -171,4 +175,85 @@ int virtio_pci_state_read(struct state_reader *r, struct virtio_pci_state *st)
 		st->msix.table[i][3] = (uint32_t)(tbl[2 * i + 1] >> 32);
 	}
 	return 0;
+}
+
+int virtio_pci_state_write_nest(struct state_writer *w, uint16_t tag,
+				const struct virtio_pci_state *st)
+{
+	int ret;
+
+	sw_nest_begin(w, tag, STATE_F_REQUIRED);
+	ret = virtio_pci_state_write(st, w);
+	sw_nest_end(w);
+	return ret;
+}
+
+int virtio_pci_state_read_nest(const struct state_reader *parent, const struct state_field *f,
+			       struct virtio_pci_state *st)
+{
+	struct state_reader sub;
+	int ret = sr_nested(parent, f, &sub);
+
+	return ret < 0 ? ret : virtio_pci_state_read(&sub, st);
+}
+
+/* Offsets from first_tag: the order the devices' sections have always used. */
+enum { VQ_DESC, VQ_AVAIL, VQ_USED, VQ_SIZE, VQ_LAST_AVAIL, VQ_USED_IDX, VQ_SIGNALLED,
+       VQ_ENABLED, VQ_EVENT_IDX, VQ_INDIRECT, VQ_SIGNALLED_VALID, VQ_NR_TAGS };
+
+void virtio_vq_state_write(struct state_writer *w, const struct vq_state *vq, uint16_t first_tag)
+{
+	const uint16_t R = STATE_F_REQUIRED, t = first_tag;
+
+	sw_u64(w, t + VQ_DESC, vq->desc, R);
+	sw_u64(w, t + VQ_AVAIL, vq->avail, R);
+	sw_u64(w, t + VQ_USED, vq->used, R);
+	sw_u16(w, t + VQ_SIZE, vq->size, R);
+	sw_u16(w, t + VQ_LAST_AVAIL, vq->last_avail_idx, R);
+	sw_u16(w, t + VQ_USED_IDX, vq->used_idx, R);
+	sw_u16(w, t + VQ_SIGNALLED, vq->signalled_used, 0);
+	sw_u8(w, t + VQ_ENABLED, vq->enabled, R);
+	sw_u8(w, t + VQ_EVENT_IDX, vq->event_idx, R);
+	sw_u8(w, t + VQ_INDIRECT, vq->indirect, R);
+	sw_u8(w, t + VQ_SIGNALLED_VALID, vq->signalled_used_valid, 0);
+}
+
+int virtio_vq_state_read_field(const struct state_reader *r, const struct state_field *g,
+			       struct vq_state *vq, uint16_t first_tag)
+{
+	if (g->tag < first_tag || g->tag >= first_tag + VQ_NR_TAGS)
+		return sr_skip_unknown(r, g);
+	switch (g->tag - first_tag) {
+	case VQ_DESC:		return sr_u64(g, &vq->desc);
+	case VQ_AVAIL:		return sr_u64(g, &vq->avail);
+	case VQ_USED:		return sr_u64(g, &vq->used);
+	case VQ_SIZE:		return sr_u16(g, &vq->size);
+	case VQ_LAST_AVAIL:	return sr_u16(g, &vq->last_avail_idx);
+	case VQ_USED_IDX:	return sr_u16(g, &vq->used_idx);
+	case VQ_SIGNALLED:	return sr_u16(g, &vq->signalled_used);
+	case VQ_ENABLED:	return sr_u8(g, &vq->enabled);
+	case VQ_EVENT_IDX:	return sr_u8(g, &vq->event_idx);
+	case VQ_INDIRECT:	return sr_u8(g, &vq->indirect);
+	default:		return sr_u8(g, &vq->signalled_used_valid);
+	}
+}
+
+void virtio_vq_state_write_nest(struct state_writer *w, uint16_t tag, const struct vq_state *vq)
+{
+	sw_nest_begin(w, tag, STATE_F_REQUIRED);
+	virtio_vq_state_write(w, vq, 1);
+	sw_nest_end(w);
+}
+
+int virtio_vq_state_read_nest(const struct state_reader *parent, const struct state_field *f,
+			      struct vq_state *vq)
+{
+	struct state_reader r;
+	struct state_field g;
+	int ret = sr_nested(parent, f, &r);
+
+	memset(vq, 0, sizeof(*vq));
+	while (ret == 0 && (ret = sr_next(&r, &g)) > 0)
+		ret = virtio_vq_state_read_field(&r, &g, vq, 1);
+	return ret;
 }

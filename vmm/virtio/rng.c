@@ -177,62 +177,19 @@ int virtio_rng_load(struct virtio_rng *rng, const struct virtio_rng_state *st)
 /* ---- state_ops: the plain structs above as TLV fields ---- */
 
 enum { RNG_T_TRANSPORT = 1, RNG_T_VQ };
-enum { VQ_T_DESC = 1, VQ_T_AVAIL, VQ_T_USED, VQ_T_SIZE, VQ_T_LAST_AVAIL, VQ_T_USED_IDX,
-       VQ_T_SIGNALLED, VQ_T_ENABLED, VQ_T_EVENT_IDX, VQ_T_INDIRECT, VQ_T_SIGNALLED_VALID };
 
 static int rng_state_save(void *opaque, struct state_writer *w)
 {
 	struct virtio_rng_state *st = malloc(sizeof(*st));
-	const uint16_t R = STATE_F_REQUIRED;
 	int ret;
 
 	if (!st)
 		return -ENOMEM;
 	virtio_rng_save(opaque, st);
-	sw_nest_begin(w, RNG_T_TRANSPORT, R);
-	ret = virtio_pci_state_write(&st->transport, w);
-	sw_nest_end(w);
-	sw_nest_begin(w, RNG_T_VQ, R);
-	sw_u64(w, VQ_T_DESC, st->vq.desc, R);
-	sw_u64(w, VQ_T_AVAIL, st->vq.avail, R);
-	sw_u64(w, VQ_T_USED, st->vq.used, R);
-	sw_u16(w, VQ_T_SIZE, st->vq.size, R);
-	sw_u16(w, VQ_T_LAST_AVAIL, st->vq.last_avail_idx, R);
-	sw_u16(w, VQ_T_USED_IDX, st->vq.used_idx, R);
-	sw_u16(w, VQ_T_SIGNALLED, st->vq.signalled_used, 0);
-	sw_u8(w, VQ_T_ENABLED, st->vq.enabled, R);
-	sw_u8(w, VQ_T_EVENT_IDX, st->vq.event_idx, R);
-	sw_u8(w, VQ_T_INDIRECT, st->vq.indirect, R);
-	sw_u8(w, VQ_T_SIGNALLED_VALID, st->vq.signalled_used_valid, 0);
-	sw_nest_end(w);
+	ret = virtio_pci_state_write_nest(w, RNG_T_TRANSPORT, &st->transport);
+	virtio_vq_state_write_nest(w, RNG_T_VQ, &st->vq);
 	free(st);
 	return ret < 0 ? ret : sw_error(w);
-}
-
-static int read_vq(struct state_reader *parent, const struct state_field *f, struct vq_state *vq)
-{
-	struct state_reader r;
-	struct state_field g;
-	int ret = sr_nested(parent, f, &r);
-
-	memset(vq, 0, sizeof(*vq));
-	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
-		switch (g.tag) {
-		case VQ_T_DESC:		ret = sr_u64(&g, &vq->desc); break;
-		case VQ_T_AVAIL:	ret = sr_u64(&g, &vq->avail); break;
-		case VQ_T_USED:		ret = sr_u64(&g, &vq->used); break;
-		case VQ_T_SIZE:		ret = sr_u16(&g, &vq->size); break;
-		case VQ_T_LAST_AVAIL:	ret = sr_u16(&g, &vq->last_avail_idx); break;
-		case VQ_T_USED_IDX:	ret = sr_u16(&g, &vq->used_idx); break;
-		case VQ_T_SIGNALLED:	ret = sr_u16(&g, &vq->signalled_used); break;
-		case VQ_T_ENABLED:	ret = sr_u8(&g, &vq->enabled); break;
-		case VQ_T_EVENT_IDX:	ret = sr_u8(&g, &vq->event_idx); break;
-		case VQ_T_INDIRECT:	ret = sr_u8(&g, &vq->indirect); break;
-		case VQ_T_SIGNALLED_VALID: ret = sr_u8(&g, &vq->signalled_used_valid); break;
-		default:		ret = sr_skip_unknown(&r, &g); break;
-		}
-	}
-	return ret;
 }
 
 static int rng_state_load(void *opaque, struct state_reader *r, uint16_t version)
@@ -245,17 +202,13 @@ static int rng_state_load(void *opaque, struct state_reader *r, uint16_t version
 	if (!st)
 		return -ENOMEM;
 	while ((ret = sr_next(r, &f)) > 0) {
-		struct state_reader sub;
-
 		switch (f.tag) {
 		case RNG_T_TRANSPORT:
-			ret = sr_nested(r, &f, &sub);
-			if (ret == 0)
-				ret = virtio_pci_state_read(&sub, &st->transport);
+			ret = virtio_pci_state_read_nest(r, &f, &st->transport);
 			have_tr = ret == 0;
 			break;
 		case RNG_T_VQ:
-			ret = read_vq(r, &f, &st->vq);
+			ret = virtio_vq_state_read_nest(r, &f, &st->vq);
 			have_vq = ret == 0;
 			break;
 		default:
