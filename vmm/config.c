@@ -44,7 +44,7 @@ static const char usage_text[] =
 "                       stats=SEC guest statistics period (default 5, 0 = off),\n"
 "                       deflate-on-oom=on|off (default on)\n"
 "  --no-announce        after --incoming/--restore, send no RARP and do not ask the guest\n"
-"                       to announce itself (measurements only; see docs/networking.md)\n"
+"                       to announce itself (measurements only; docs/migration-protocol.md)\n"
 "\n"
 "exit status:\n"
 "  0  the guest powered off (ACPI S5)\n"
