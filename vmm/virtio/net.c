@@ -610,3 +610,15 @@ const char *virtio_net_tap_name(const struct virtio_net *net)
 {
 	return net->fd_is_tap ? net->tap.name : "";
 }
+
+int virtio_net_announce_target(struct virtio_net *net, int *fd, uint8_t mac[6],
+			       unsigned int *vnet_hdr_len)
+{
+	pthread_mutex_lock(&net->vd.lock);
+	*fd = net->qp[0].fd;
+	memcpy(mac, net->mac, 6);
+	/* tap_open's TUNSETVNETHDRSZ, and the size a handed-in fd must speak too */
+	*vnet_hdr_len = sizeof(struct virtio_net_hdr_v1);
+	pthread_mutex_unlock(&net->vd.lock);
+	return *fd >= 0 ? 0 : -ENODEV;
+}
