@@ -3,18 +3,23 @@
  * migrate/uffd.c on a real memfd mapping (as guest RAM is): MISSING registration, a reader
  * thread blocked on an absent page released by uffd_copy() with the right bytes, the
  * ordering rule (a second copy of an installed page is refused and leaves the first bytes),
- * multi-page copies over a partly installed range, and argument checks. Skipped only when
+ * multi-page copies over a partly installed range, argument checks, and a real KVM vCPU
+ * whose code and data pages all arrive by userfault. Skipped only when
  * the kernel or sysctl forbids userfaultfd (uffd_probe() says why).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,6 +242,115 @@ static void test_fault_latency(void **state)
 	assert_true(lat[n - 1] < 5000000000ull);
 }
 
+/*
+ * A real vCPU on guest RAM registered for MISSING faults (what the destination does after
+ * switch-over): the code page, a page it writes and a page it reads are all absent at
+ * first; KVM's own accesses (instruction fetch, guest store, guest load) raise userfaults
+ * that the fault thread resolves with UFFDIO_COPY, and the guest computes the right thing.
+ * Skipped without /dev/kvm. alarm() bounds a vCPU stuck on a fault nobody serves.
+ */
+struct kvm_fx {
+	int uffd;
+	uint8_t *mem;
+	int faults;
+};
+
+static void *kvm_fault_thread(void *arg)
+{
+	struct kvm_fx *k = arg;
+	static uint8_t pg[PG];
+	/* mov byte [0x8000], 0x5a; mov al, [0x9000]; out 0x10, al; hlt (16-bit real mode) */
+	static const uint8_t code[] = { 0xc6, 0x06, 0x00, 0x80, 0x5a, 0xa0, 0x00, 0x90,
+					0xe6, 0x10, 0xf4 };
+
+	while (k->faults < 3) {
+		uint64_t addr, off;
+		int r = uffd_wait_fault(k->uffd, 10000, &addr);
+
+		if (r <= 0)
+			return NULL;	/* the vCPU side then times out and fails */
+		off = addr - (uintptr_t)k->mem;
+		memset(pg, 0, PG);
+		if (off == 0)
+			memcpy(pg, code, sizeof(code));
+		else if (off == 0x9000)
+			pg[0] = 0x77;
+		if (uffd_copy(k->uffd, (void *)(uintptr_t)addr, pg, PG) < 0)
+			return NULL;
+		k->faults++;
+	}
+	return NULL;
+}
+
+static void test_kvm_vcpu_faults(void **state)
+{
+	const uint64_t size = 16 * PG;
+	struct kvm_fx k = { .uffd = -1 };
+	int kvm, vm = -1, vcpu = -1, mfd = -1, runsz;
+	struct kvm_run *run = MAP_FAILED;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+	pthread_t t;
+	bool out_ok = false, halted = false;
+
+	if (!*state)
+		skip();
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		skip();
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	assert_true(vm >= 0);
+	mfd = memfd_create("test-uffd-kvm", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	assert_int_equal(ftruncate(mfd, (off_t)size), 0);
+	k.mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	assert_true(k.mem != MAP_FAILED);
+	k.uffd = uffd_open();
+	assert_true(k.uffd >= 0);
+	assert_int_equal(uffd_register_missing(k.uffd, k.mem, size), 0);
+	struct kvm_userspace_memory_region region = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = size,
+		.userspace_addr = (uintptr_t)k.mem,
+	};
+	assert_int_equal(ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region), 0);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	assert_true(vcpu >= 0);
+	runsz = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	assert_true(runsz > 0);
+	run = mmap(NULL, (size_t)runsz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_true(run != MAP_FAILED);
+	assert_int_equal(ioctl(vcpu, KVM_GET_SREGS, &sregs), 0);
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	assert_int_equal(ioctl(vcpu, KVM_SET_SREGS, &sregs), 0);
+	assert_int_equal(ioctl(vcpu, KVM_SET_REGS, &regs), 0);
+	assert_int_equal(pthread_create(&t, NULL, kvm_fault_thread, &k), 0);
+	alarm(60);
+	for (int i = 0; i < 10 && !halted; i++) {
+		if (ioctl(vcpu, KVM_RUN, 0) < 0)
+			break;
+		if (run->exit_reason == KVM_EXIT_IO && run->io.port == 0x10)
+			out_ok = ((uint8_t *)run)[run->io.data_offset] == 0x77;
+		else if (run->exit_reason == KVM_EXIT_HLT)
+			halted = true;
+		else
+			break;
+	}
+	alarm(0);
+	pthread_join(t, NULL);
+	assert_true(out_ok);			/* the load saw the installed page */
+	assert_true(halted);
+	assert_int_equal(k.faults, 3);		/* code, store target, load source */
+	assert_int_equal(k.mem[0x8000], 0x5a);	/* the guest store landed in the memfd */
+	munmap(run, (size_t)runsz);
+	close(vcpu);
+	close(vm);
+	munmap(k.mem, size);
+	close(mfd);
+	close(k.uffd);
+	close(kvm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_wait_timeout),
 		cmocka_unit_test(test_fault_latency),
+		cmocka_unit_test(test_kvm_vcpu_faults),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
