@@ -129,7 +129,7 @@ int announce_start(struct announce *a, struct evloop *loop, const struct announc
 	for (i = 0; i < nr_nics; i++) {
 		const uint8_t *m = nics[i].mac;
 
-		log_info("announce: %02x:%02x:%02x:%02x:%02x:%02x x%u (rarp%s, guest announce %s)",
+		log_info("%02x:%02x:%02x:%02x:%02x:%02x x%u (rarp%s, guest announce %s)",
 			 m[0], m[1], m[2], m[3], m[4], m[5], rounds, nics[i].ipv4 ? " + garp" : "",
 			 nics[i].guest_announce ? "asked" : "not negotiated");
 	}
