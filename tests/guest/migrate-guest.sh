@@ -14,14 +14,6 @@ MEM=${MIG_GUEST_MEM:-384}
 HOPS=${MIG_HOPS:-5}
 APPEND="console=ttyS0 loglevel=5 panic=-1 vmctl.action=run vmctl.run=/bin/memverify"
 
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 30000))
-		! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { echo $p; return; }
-	done
-	fail "no free port"
-}
 start() {
 	local n=$1
 	shift

@@ -43,6 +43,16 @@ kvm_verdict() {
 	case $st in 0) echo hardware ;; 2) echo emulated ;; *) echo none ;; esac
 }
 
+# free_port: a loopback TCP port nobody listens on (bounded search from a random start)
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 30000))
+		! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { echo $p; return; }
+	done
+	fail "no free port"
+}
+
 # wait_for FILE REGEX SECONDS: wait until a line of FILE matches, return 1 on timeout
 wait_for() {
 	local f=$1 re=$2 t=$3 end=$((SECONDS + $3))

@@ -14,16 +14,6 @@ no_sanitizer_reports() {
 		{ cat "$T_TMP"/*.err; fail "sanitizer report"; }
 }
 
-# free_port: a TCP port nobody listens on (bounded search from a per-test random start)
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 30000))
-		! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { echo $p; return; }
-	done
-	fail "no free port"
-}
-
 # start_vmm NAME [vmm args...]: the dirtier with console $T_TMP/NAME.con, stderr NAME.err,
 # control socket NAME.sock; pid in $pid (and NAME_pid)
 start_vmm() {
