@@ -25,23 +25,14 @@ SCRIPT="/bin/diskverify /dev/vda $BLOCKS 240 /dev/vdb || exit 1
 echo \"DV-SUM \$(dd if=/dev/vda iflag=direct bs=4096 count=$BLOCKS 2>/dev/null | sha256sum | cut -d' ' -f1)\""
 APPEND="console=ttyS0 loglevel=5 panic=-1 vmctl.action=run vmctl.run=b64:$(printf '%s' "$SCRIPT" | base64 -w0)"
 
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 30000))
-		! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { echo $p; return; }
-	done
-	fail "no free port"
-}
-start() {
-	local n=$1
-	shift
-	"$VMM" --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" --append "$APPEND" \
-		--memory "${MEM}M" --cpus 2 --console "file:$T_TMP/$n.con" --control "$T_TMP/$n.sock" \
-		--disk "$IMG" --disk "$STOP,ro" "$@" >"$T_TMP/$n.out" 2>"$T_TMP/$n.err" </dev/null &
-	pid=$!
-	eval "${n}_pid=$pid"
-	on_exit "kill -9 $pid 2>/dev/null"
+VM=(--kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" --append "$APPEND" --memory "${MEM}M"
+	--cpus 2 --disk "$IMG" --disk "$STOP,ro")
+# vm NAME [vmm args...]: console NAME.con, control socket NAME.sock, stderr NAME.err; pid NAME_pid
+vm() {
+	"$VMM" "${VM[@]}" --console "file:$T_TMP/$1.con" --control "$T_TMP/$1.sock" "${@:2}" \
+		>"$T_TMP/$1.out" 2>"$T_TMP/$1.err" </dev/null &
+	eval "$1_pid=$!"
+	on_exit "kill -9 $! 2>/dev/null"
 }
 last_gen() { grep -ao 'DV gen=[0-9]*' "$T_TMP/$1.con" 2>/dev/null | tail -1 | cut -d= -f2; }
 json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
@@ -57,13 +48,13 @@ wait_gen() {	# NAME N SECS
 }
 
 t0=$SECONDS
-start h0
+vm h0
 wait_gen h0 2 "$BOOT_TIMEOUT" || { tail -20 "$T_TMP/h0.con"; fail "diskverify did not run"; }
 log "booted, generation 2 verified after $((SECONDS - t0)) s: $(grep -a 'DV gen=2 ' "$T_TMP/h0.con" | tr -d '\r')"
 prev=h0
 for i in 1 2; do
 	port=$(free_port)
-	start "h$i" --incoming "127.0.0.1:$port"
+	vm "h$i" --incoming "127.0.0.1:$port"
 	wait_for "$T_TMP/h$i.err" "waiting for a migration" 60 || fail "h$i: not listening: $(cat "$T_TMP/h$i.err")"
 	g0=$(last_gen $prev)
 	r=$("$CTL" -t 300 "$T_TMP/$prev.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}") ||

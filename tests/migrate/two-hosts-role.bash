@@ -36,7 +36,7 @@ pid=$!
 for _ in $(seq 1200); do [ "$(grep -ac 'MV pass=' "$T/con")" -ge 2 ] && break; sleep 0.5; done
 [ "$(grep -ac 'MV pass=' "$T/con")" -ge 2 ] || { echo "A: memverify did not run"; kill -9 $pid; exit 1; }
 for _ in $(seq 60); do	# B may still be booting: retry while the connection is refused
-	r=$("$BIN/vmm-ctl" -t 900 "$T/sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$LAB_PEER_IP:7070\",\"wait\":true}}")
+	r=$("$BIN/vmm-ctl" -t 900 "$T/sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$LAB_PEER_IP:7070\",\"stall_timeout_s\":30,\"wait\":true}}")
 	[ "$(json_field "$r" phase)" = completed ] && break
 	grep -q "connecting" <<<"$r" || break
 	sleep 1
