@@ -6,7 +6,7 @@
  *
  * Section "virtio-blk" version 1, fields (all REQUIRED unless noted):
  *   1 TRANSPORT  nested: virtio_pci_state_write()
- *   2 VQ         nested: the request queue's vq_state (tags below)
+ *   2 VQ         nested: the request queue's vq_state (virtio_vq_state_write_nest)
  *   3 CAPACITY   u64 sectors — load refuses another disk size
  *   4 READ_ONLY  u8 0/1      — and another read-only flag
  */
@@ -24,8 +24,6 @@
 #define BLK_QUIESCE_MS	10000
 
 enum { BLK_T_TRANSPORT = 1, BLK_T_VQ, BLK_T_CAPACITY, BLK_T_READ_ONLY };
-enum { VQ_T_DESC = 1, VQ_T_AVAIL, VQ_T_USED, VQ_T_SIZE, VQ_T_LAST_AVAIL, VQ_T_USED_IDX,
-       VQ_T_SIGNALLED, VQ_T_ENABLED, VQ_T_EVENT_IDX, VQ_T_INDIRECT, VQ_T_SIGNALLED_VALID };
 
 static int blk_state_quiesce(void *opaque)
 {
@@ -43,54 +41,14 @@ static int blk_state_save(void *opaque, struct state_writer *w)
 	ret = virtio_blk_save(opaque, st);
 	if (ret < 0)
 		goto out;
-	sw_nest_begin(w, BLK_T_TRANSPORT, R);
-	ret = virtio_pci_state_write(&st->transport, w);
-	sw_nest_end(w);
-	sw_nest_begin(w, BLK_T_VQ, R);
-	sw_u64(w, VQ_T_DESC, st->vq.desc, R);
-	sw_u64(w, VQ_T_AVAIL, st->vq.avail, R);
-	sw_u64(w, VQ_T_USED, st->vq.used, R);
-	sw_u16(w, VQ_T_SIZE, st->vq.size, R);
-	sw_u16(w, VQ_T_LAST_AVAIL, st->vq.last_avail_idx, R);
-	sw_u16(w, VQ_T_USED_IDX, st->vq.used_idx, R);
-	sw_u16(w, VQ_T_SIGNALLED, st->vq.signalled_used, 0);
-	sw_u8(w, VQ_T_ENABLED, st->vq.enabled, R);
-	sw_u8(w, VQ_T_EVENT_IDX, st->vq.event_idx, R);
-	sw_u8(w, VQ_T_INDIRECT, st->vq.indirect, R);
-	sw_u8(w, VQ_T_SIGNALLED_VALID, st->vq.signalled_used_valid, 0);
-	sw_nest_end(w);
+	ret = virtio_pci_state_write_nest(w, BLK_T_TRANSPORT, &st->transport);
+	virtio_vq_state_write_nest(w, BLK_T_VQ, &st->vq);
 	sw_u64(w, BLK_T_CAPACITY, st->capacity, R);
 	sw_u8(w, BLK_T_READ_ONLY, st->read_only, R);
 	if (ret == 0)
 		ret = sw_error(w);
 out:
 	free(st);
-	return ret;
-}
-
-static int read_vq(struct state_reader *parent, const struct state_field *f, struct vq_state *vq)
-{
-	struct state_reader r;
-	struct state_field g;
-	int ret = sr_nested(parent, f, &r);
-
-	memset(vq, 0, sizeof(*vq));
-	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
-		switch (g.tag) {
-		case VQ_T_DESC:		ret = sr_u64(&g, &vq->desc); break;
-		case VQ_T_AVAIL:	ret = sr_u64(&g, &vq->avail); break;
-		case VQ_T_USED:		ret = sr_u64(&g, &vq->used); break;
-		case VQ_T_SIZE:		ret = sr_u16(&g, &vq->size); break;
-		case VQ_T_LAST_AVAIL:	ret = sr_u16(&g, &vq->last_avail_idx); break;
-		case VQ_T_USED_IDX:	ret = sr_u16(&g, &vq->used_idx); break;
-		case VQ_T_SIGNALLED:	ret = sr_u16(&g, &vq->signalled_used); break;
-		case VQ_T_ENABLED:	ret = sr_u8(&g, &vq->enabled); break;
-		case VQ_T_EVENT_IDX:	ret = sr_u8(&g, &vq->event_idx); break;
-		case VQ_T_INDIRECT:	ret = sr_u8(&g, &vq->indirect); break;
-		case VQ_T_SIGNALLED_VALID: ret = sr_u8(&g, &vq->signalled_used_valid); break;
-		default:		ret = sr_skip_unknown(&r, &g); break;
-		}
-	}
 	return ret;
 }
 
@@ -104,16 +62,12 @@ static int blk_state_load(void *opaque, struct state_reader *r, uint16_t version
 	if (!st)
 		return -ENOMEM;
 	while ((ret = sr_next(r, &f)) > 0) {
-		struct state_reader sub;
-
 		switch (f.tag) {
 		case BLK_T_TRANSPORT:
-			ret = sr_nested(r, &f, &sub);
-			if (ret == 0)
-				ret = virtio_pci_state_read(&sub, &st->transport);
+			ret = virtio_pci_state_read_nest(r, &f, &st->transport);
 			break;
 		case BLK_T_VQ:
-			ret = read_vq(r, &f, &st->vq);
+			ret = virtio_vq_state_read_nest(r, &f, &st->vq);
 			break;
 		case BLK_T_CAPACITY:
 			ret = sr_u64(&f, &st->capacity);
