@@ -2,7 +2,7 @@
 # Migration between two network namespaces joined by a veth pair (10.213.x.1 -> .2): a live
 # migration of the tiny dirtier/verifier completes across them; then a second migration
 # back is started slowly (bandwidth-limited) and the link is cut (veth down: no RST, packets
-# just vanish) — the source must notice within its no-progress timeout (10 s), report the
+# just vanish) — the source must notice within its no-progress limit (stall_timeout_s 3), report the
 # failure, and keep running with intact memory; the destination exits non-zero, never ran.
 . "$(dirname "$0")/common.bash"
 need_root
@@ -48,16 +48,20 @@ no_bad dst
 [ "$(first_pass dst)" -eq $((last + 1)) ] || fail "sequence: $last -> $(first_pass dst)"
 log "A -> B: total $(json_field "$r" total_ms) ms, downtime $(json_field "$r" downtime_ms) ms"
 
-# back towards A, slowly, and cut the link while round 0 runs
+# the no-progress limit is a migrate argument (stall_timeout_s): out of range is refused
+r=$(ctl "$T_TMP/dst.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"${net}1:7071\",\"stall_timeout_s\":0}}")
+grep -q "stall_timeout_s" <<<"$r" || fail "stall_timeout_s 0 accepted: $r"
+# back towards A, slowly, and cut the link while round 0 runs: with a 3 s stall limit
 nstart back "$A" --incoming "${net}1:7071"
 wait_for "$T_TMP/back.err" "waiting for a migration" 20 || fail "A not listening"
-r=$(ctl "$T_TMP/dst.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"${net}1:7071\",\"bandwidth_mbps\":2}}")
+r=$(ctl "$T_TMP/dst.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"${net}1:7071\",\"bandwidth_mbps\":2,\"stall_timeout_s\":3}}")
 wait_phase "$T_TMP/dst.sock" precopy 20 || fail "no precopy phase"
 sleep 1
 ip -n "$B" link set "$VB" down
 t0=$SECONDS
 wait_phase "$T_TMP/dst.sock" failed 40 || fail "source did not notice the cut link"
 tcut=$((SECONDS - t0))
+[ "$tcut" -le 8 ] || fail "stall_timeout_s 3: the source noticed the cut only after $tcut s"
 log "link cut: source failed after $tcut s: $(json_field "$(ctl "$T_TMP/dst.sock" migrate-status)" error)"
 n0=$(last_pass dst)
 wait_passes dst $((n0 + 3)) 30 || fail "source guest stopped after the cut"
