@@ -38,20 +38,10 @@
 #include "storage/image.h"
 #include "vmm/lib/log.h"
 #include "vmm/virtio/blk.h"
+#include "vmm/virtio/blk_req.h"
 
 #define BLK_NR_QUEUES		1
-#define BLK_QUEUE_SIZE		256
-#define BLK_SEG_MAX		(BLK_QUEUE_SIZE - 2)	/* data segments; a chain adds header + status */
-#define BLK_CHAIN_MAX		(BLK_SEG_MAX + 2)
-#define BLK_SIZE_MAX		(1u << 20)	/* bytes per data segment */
-#define BLK_SECTOR		512u
-#define BLK_HDR_LEN		16u
-#define BLK_DWZ_SEG_MAX		32		/* ranges per discard / write-zeroes request */
-#define BLK_DWZ_SECTORS_MAX	(1u << 22)	/* sectors per range: 2 GiB */
 #define BLK_DRAIN_MS		30000		/* destroy: longest wait for in-flight I/O */
-
-_Static_assert(sizeof(struct virtio_blk_outhdr) == BLK_HDR_LEN, "virtio-blk header");
-_Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "discard range");
 
 struct blk_queue;
 
@@ -151,40 +141,6 @@ static void req_complete(struct blk_queue *q, struct blk_req *r, uint8_t status)
 	req_free(q, r);
 }
 
-/*
- * iovecs for @len bytes of segments [first, last) starting @skip bytes in. Returns the count,
- * or -1 if a piece is longer than size_max (the driver broke the limit it was given).
- */
-static int build_iov(struct blk_req *r, unsigned int first, unsigned int last, uint64_t skip,
-		     uint64_t len)
-{
-	int n = 0;
-
-	for (unsigned int i = first; i < last && len; i++) {
-		uint64_t seg = r->segs[i].len, take;
-
-		if (skip >= seg) {
-			skip -= seg;
-			continue;
-		}
-		take = seg - skip < len ? seg - skip : len;
-		if (take > BLK_SIZE_MAX)
-			return -1;
-		r->iov[n].iov_base = (uint8_t *)r->segs[i].addr + skip;
-		r->iov[n].iov_len = take;
-		n++;
-		len -= take;
-		skip = 0;
-	}
-	return n;
-}
-
-/* Sectors [sector, sector + nsec) inside the disk, without overflowing. */
-static bool range_ok(const struct virtio_blk *blk, uint64_t sector, uint64_t nsec)
-{
-	return sector <= blk->capacity && nsec <= blk->capacity - sector;
-}
-
 static int submit_range(struct blk_req *r)
 {
 	const struct virtio_blk_discard_write_zeroes *d = &r->range[r->cur_range];
@@ -199,35 +155,6 @@ static int submit_range(struct blk_req *r)
 }
 
 /*
- * Check a discard / write-zeroes payload (readable bytes after the header) and copy it.
- * Returns a VIRTIO_BLK_S_* status: OK if it may be executed.
- */
-static uint8_t parse_ranges(struct virtio_blk *blk, struct blk_req *r)
-{
-	uint32_t data = r->ch.out_len - BLK_HDR_LEN;
-	uint32_t allowed = r->type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
-
-	if (data == 0 || data % sizeof(r->range[0]) || data / sizeof(r->range[0]) > BLK_DWZ_SEG_MAX ||
-	    r->ch.in_len != 1)
-		return VIRTIO_BLK_S_IOERR;
-	r->nr_ranges = data / sizeof(r->range[0]);
-	vq_chain_copy_from(&r->ch, BLK_HDR_LEN, r->range, data);	/* read once, then checked */
-	r->bytes = 0;
-	for (unsigned int i = 0; i < r->nr_ranges; i++) {
-		uint64_t sector = le64toh(r->range[i].sector);
-		uint32_t nsec = le32toh(r->range[i].num_sectors);
-
-		/* §5.2.6.2: unknown flags, and unmap on a discard, are UNSUPP. */
-		if (le32toh(r->range[i].flags) & ~allowed)
-			return VIRTIO_BLK_S_UNSUPP;
-		if (nsec == 0 || nsec > BLK_DWZ_SECTORS_MAX || !range_ok(blk, sector, nsec))
-			return VIRTIO_BLK_S_IOERR;
-		r->bytes += (uint64_t)nsec * BLK_SECTOR;
-	}
-	return VIRTIO_BLK_S_OK;
-}
-
-/*
  * Validate and start one popped chain. Either it is submitted to the image (completion in
  * req_done), or completed at once with a status, or — too short to answer — the device is
  * marked for reset. Returns false in that last case.
@@ -236,90 +163,32 @@ static bool handle_req(struct blk_queue *q, struct blk_req *r)
 {
 	struct virtio_blk *blk = q->blk;
 	struct vq_chain *ch = &r->ch;
-	struct virtio_blk_outhdr hdr;
-	const struct vq_seg *last;
-	uint64_t sector, len;
-	uint8_t status = VIRTIO_BLK_S_IOERR;
-	int ret = 0;
+	struct blk_parsed p;
+	uint64_t sector;
+	uint8_t status;
+	int ret;
 
-	if (ch->out_len < BLK_HDR_LEN || ch->in_len < 1) {
+	if (blk_req_parse(ch, blk->capacity, blk->read_only, r->iov, r->range, &p) < 0) {
 		log_ratelimited(LOG_WARN, "%s: request %u: %u readable / %u writable bytes: no room "
 				"for header and status", q->name, ch->head, ch->out_len, ch->in_len);
 		req_free(q, r);
 		virtio_dev_needs_reset(&blk->vd);
 		return false;
 	}
-	vq_chain_copy_from(ch, 0, &hdr, sizeof(hdr));	/* one read of guest memory */
-	r->type = le32toh(hdr.type);
-	sector = le64toh(hdr.sector);
-	last = &ch->segs[ch->n - 1];			/* writable: in_len >= 1 */
-	r->status = (uint8_t *)last->addr + last->len - 1;
-	r->bytes = 0;
+	r->type = p.type;
+	sector = p.sector;
+	r->status = p.status_ptr;
+	r->bytes = p.bytes;
 	r->gen = blk->gen;
+	r->iovcnt = p.iovcnt;
+	r->nr_ranges = p.nr_ranges;
+	r->cur_range = 0;
+	status = p.status;
 	image_io_init(&r->io, blk->img, req_done, r);
-
-	switch (r->type) {
-	case VIRTIO_BLK_T_IN:
-		len = ch->in_len - 1u;
-		if (ch->out_len != BLK_HDR_LEN || len % BLK_SECTOR || !range_ok(blk, sector, len / BLK_SECTOR))
-			goto done;
-		if (len == 0) {
-			status = VIRTIO_BLK_S_OK;
-			goto done;
-		}
-		r->iovcnt = build_iov(r, ch->n_out, ch->n, 0, len);
-		if (r->iovcnt < 0)
-			goto done;
-		r->bytes = len;
-		ret = 1;
-		break;
-	case VIRTIO_BLK_T_OUT:
-		len = ch->out_len - BLK_HDR_LEN;
-		if (blk->read_only || ch->in_len != 1 || len % BLK_SECTOR ||
-		    !range_ok(blk, sector, len / BLK_SECTOR))
-			goto done;
-		if (len == 0) {
-			status = VIRTIO_BLK_S_OK;
-			goto done;
-		}
-		r->iovcnt = build_iov(r, 0, ch->n_out, BLK_HDR_LEN, len);
-		if (r->iovcnt < 0)
-			goto done;
-		r->bytes = len;
-		ret = 1;
-		break;
-	case VIRTIO_BLK_T_FLUSH:
-		if (ch->out_len != BLK_HDR_LEN || ch->in_len != 1)
-			goto done;
-		ret = 1;
-		break;
-	case VIRTIO_BLK_T_GET_ID: {
-		/* Up to 20 bytes, NUL-padded; no NUL if the serial is exactly 20 long. */
-		uint32_t n = ch->in_len - 1u < VIRTIO_BLK_ID_BYTES ? ch->in_len - 1u : VIRTIO_BLK_ID_BYTES;
-
-		if (ch->out_len != BLK_HDR_LEN)
-			goto done;
-		vq_chain_copy_to(ch, 0, blk->serial, n);
-		status = VIRTIO_BLK_S_OK;
+	if (p.type == VIRTIO_BLK_T_GET_ID && status == VIRTIO_BLK_S_OK)
+		vq_chain_copy_to(ch, 0, blk->serial, p.id_len);
+	if (!p.submit)
 		goto done;
-	}
-	case VIRTIO_BLK_T_DISCARD:
-	case VIRTIO_BLK_T_WRITE_ZEROES:
-		if (blk->read_only) {
-			/* Not offered on read-only disks: the driver should not send them. */
-			status = VIRTIO_BLK_S_UNSUPP;
-			goto done;
-		}
-		status = parse_ranges(blk, r);
-		if (status != VIRTIO_BLK_S_OK)
-			goto done;
-		r->cur_range = 0;
-		ret = 1;
-		break;
-	default:
-		status = VIRTIO_BLK_S_UNSUPP;
-		goto done;
-	}
 
 	switch (r->type) {
 	case VIRTIO_BLK_T_IN:
