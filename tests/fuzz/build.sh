@@ -35,3 +35,8 @@ echo "$out/fuzz_stream"
 "$CC" "${flags[@]}" -o "$out/fuzz_net" tests/fuzz/fuzz_net.c tests/fuzz/fuzz_common.c \
 	vmm/virtio/net_parse.c vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
 echo "$out/fuzz_net"
+
+# The virtio-blk request parser over chains.
+"$CC" "${flags[@]}" -o "$out/fuzz_blk_req" tests/fuzz/fuzz_blk_req.c tests/fuzz/fuzz_common.c \
+	vmm/virtio/blk_req.c vmm/virtio/queue.c vmm/memory.c vmm/lib/log.c
+echo "$out/fuzz_blk_req"
