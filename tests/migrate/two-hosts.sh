@@ -8,8 +8,10 @@ need_root
 # 26 MB, then the test hosts' virtual link stalled for > 10 s and the source's no-progress
 # timeout (then fixed at 10 s, also TCP_USER_TIMEOUT) ended the migration (the source kept
 # running). The limit is now the migrate argument stall_timeout_s; the role script asks for
-# 30 s (the destination's own limit). Not yet re-run with it: make it the default once it
-# passes reliably in < 4 min on a quiet machine. See docs/migration-protocol.md.
+# 30 s (the destination's own limit). Re-run with it (11:04 UTC, load ~6): PASS in 348 s —
+# 29 rounds, 1.8 GB over a ~10 MB/s link, auto-converge at 95 %, downtime 450 ms. Still
+# opt-in: one run, over the 4 min budget; make it the default once it passes reliably
+# in < 4 min on a quiet machine. See docs/migration-protocol.md.
 [ "${VMCTL_TWO_HOSTS:-0}" = 1 ] || skip "opt-in (VMCTL_TWO_HOSTS=1): known to time out on a loaded machine"
 [ -x "$ROOT/tests/lab/run2" ] && [ -e "$ROOT/build/lab/bzImage" ] || skip "test host not built (make lab)"
 _o=$("$BIN/vmm" --incoming 2>&1)
