@@ -469,6 +469,8 @@ int vm_resume(struct vm *vm)
 	/* A migration that failed after quiescing the disks resumes them here (no-op otherwise). */
 	for (i = 0; i < vm->nr_disks; i++)
 		virtio_blk_resume(vm->disks[i]);
+	for (i = 0; i < vm->nr_nets; i++)
+		virtio_net_resume(vm->nets[i]);
 	return ret;
 }
 

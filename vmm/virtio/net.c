@@ -102,7 +102,11 @@ static void qp_work(void *opaque)
 		qp->tx_more = false;
 		net_tx_process(qp);
 	}
-	if (!net_live(qp->net)) {
+	if (qp == &qp->net->qp[0] && qp->net->ctrl_replay) {
+		qp->net->ctrl_replay = false;
+		net_ctrl_process(qp->net);
+	}
+	if (!net_live(qp->net) && !qp->net->quiesced) {
 		qp->tx_blocked = false;
 		if (ev_req_busy(&qp->tx_req))
 			evloop_cancel(qp->net->loop, &qp->tx_req);
@@ -621,4 +625,29 @@ int virtio_net_announce_target(struct virtio_net *net, int *fd, uint8_t mac[6],
 	*vnet_hdr_len = sizeof(struct virtio_net_hdr_v1);
 	pthread_mutex_unlock(&net->vd.lock);
 	return *fd >= 0 ? 0 : -ENODEV;
+}
+
+/* ---- quiesce for stop-and-copy (net_state.c) ---- */
+
+void virtio_net_quiesce(struct virtio_net *net)
+{
+	/* Packet work runs with vd.lock held: once we hold it, none is half done. */
+	pthread_mutex_lock(&net->vd.lock);
+	net->quiesced = true;
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+void virtio_net_resume(struct virtio_net *net)
+{
+	pthread_mutex_lock(&net->vd.lock);
+	if (net->quiesced) {
+		net->quiesced = false;
+		/* Kicks and packets that came meanwhile: look at every queue again, on the loop. */
+		net->ctrl_replay = true;
+		for (unsigned int i = 0; i < net->nr_qp; i++) {
+			net->qp[i].tx_more = true;
+			net_qp_post_work(&net->qp[i]);
+		}
+	}
+	pthread_mutex_unlock(&net->vd.lock);
 }

@@ -97,6 +97,14 @@ struct virtio_net_state {
 	uint8_t promisc, allmulti;
 };
 
+/*
+ * Stop packet work before the final RAM pass of a migration or snapshot (any thread; the
+ * vCPUs are paused): afterwards nothing writes guest memory until virtio_net_resume(), which
+ * a VM resumed after a failed migration must call (vm_resume does).
+ */
+void virtio_net_quiesce(struct virtio_net *net);
+void virtio_net_resume(struct virtio_net *net);
+
 /* vCPUs paused, main loop. No packet is ever in flight inside the device (all synchronous). */
 void virtio_net_save(struct virtio_net *net, struct virtio_net_state *st);
 /*

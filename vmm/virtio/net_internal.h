@@ -95,6 +95,13 @@ struct virtio_net {
 	uint8_t mac[6];
 	uint16_t mtu;
 	bool link_up;
+	/*
+	 * Stop-and-copy: no packet work at all (net_live() is false), so nothing writes guest
+	 * memory or the rings after the source's final dirty sync and state save — packets wait
+	 * in the tap. virtio_net_resume() undoes it if the migration fails.
+	 */
+	bool quiesced;
+	bool ctrl_replay;		/* resume: look at the control queue again */
 	uint16_t status_extra;		/* VIRTIO_NET_S_ANNOUNCE while an announce is pending */
 	uint8_t promisc, allmulti;
 	struct vq ctrl;
@@ -116,7 +123,7 @@ static inline bool net_has(const struct virtio_net *net, unsigned int bit)
 
 static inline bool net_live(const struct virtio_net *net)
 {
-	return net->vd.active && !(net->vd.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	return net->vd.active && !(net->vd.status & VIRTIO_CONFIG_S_NEEDS_RESET) && !net->quiesced;
 }
 
 static inline void net_mark_notify(struct net_qp *qp, bool rx)

@@ -19,6 +19,12 @@
 
 enum { NET_T_TRANSPORT = 1, NET_T_VQ_RX, NET_T_VQ_TX, NET_T_VQ_CTRL, NET_T_MAC, NET_T_STATUS,
        NET_T_PROMISC, NET_T_ALLMULTI };
+static int net_state_quiesce(void *opaque)
+{
+	virtio_net_quiesce(opaque);
+	return 0;
+}
+
 static int net_state_save(void *opaque, struct state_writer *w)
 {
 	struct virtio_net_state *st = malloc(sizeof(*st));
@@ -79,7 +85,7 @@ const struct state_ops virtio_net_state_ops = {
 	.name = "virtio-net",
 	.version = 1,
 	.min_version = 1,
-	.quiesce = NULL,	/* packets are handled synchronously: nothing in flight */
+	.quiesce = net_state_quiesce,	/* no rx/tx after the final dirty sync (see net.h) */
 	.save = net_state_save,
 	.load = net_state_load,
 };
