@@ -85,6 +85,8 @@ if kill -0 "$h2_pid" 2>/dev/null; then
 	# reached "reboot: Power down" (nothing on its console, vmm idle). The data checks below
 	# still decide the test; the hang is reported here until its cause is found.
 	log "KNOWN DEFECT: the migrated guest did not power off within 60 s of its program's exit; stopping its vmm"
+	log "  its status: $("$BIN/vmm-ctl" -t 5 "$T_TMP/h2.sock" '{"execute":"status"}' 2>&1)"
+	log "  its threads (name state wchan): $(for t in /proc/"$h2_pid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $3}' "$t/stat") $(cat "$t/wchan" 2>/dev/null);"; done | tr '\n' ' ')"
 	kill -9 "$h2_pid" 2>/dev/null
 	wait "$h2_pid"
 	st=0
