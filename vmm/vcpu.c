@@ -296,6 +296,43 @@ enum vm_stop_reason vcpu_run_once(struct vcpu *v, uint64_t *code)
 	return r;
 }
 
+/*
+ * Finish the instruction of the last PIO/MMIO exit before the vCPU is reported paused. KVM
+ * applies an exit's result (the value an IN or MMIO read returns, the RIP advance) only when
+ * KVM_RUN is entered again; until then the registers show the instruction not yet executed.
+ * A state save in that window would make the destination execute it a second time (a
+ * register read twice, a doorbell rung twice). Entering with immediate_exit set completes
+ * the pending operation and returns -EINTR without running any further guest instruction
+ * (KVM API, "immediate_exit"). A completion can itself need userspace (the next element of
+ * a rep ins/outs): handled like any exit, a bounded number of times.
+ */
+static enum vm_stop_reason vcpu_complete_pending(struct vcpu *v, uint64_t *code)
+{
+	enum vm_stop_reason r = VM_STOP_NONE;
+	int i;
+
+	*code = 0;
+	for (i = 0; i < 64; i++) {
+		int ret;
+
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		ret = kvm_ioctl(v->fd, KVM_RUN, NULL);
+		if (ret == -EINTR || ret == -EAGAIN)
+			break;
+		if (ret < 0) {
+			log_err("vcpu%u: KVM_RUN (completing an exit): %s", v->id, strerror(-ret));
+			*code = (uint64_t)-ret;
+			r = VM_STOP_INTERNAL;
+			break;
+		}
+		r = vcpu_exit_handle(v->run, &v->vm->pio, &v->vm->mmio, code);
+		if (r != VM_STOP_NONE)
+			break;
+	}
+	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	return r;
+}
+
 /* The pause handshake, vCPU side (protocol in vcpu.h). */
 static void pause_ack_wait(struct vcpu *v)
 {
@@ -329,7 +366,11 @@ static void *vcpu_thread(void *arg)
 		if (req == VCPU_REQ_STOP)
 			break;
 		if (req == VCPU_REQ_PAUSE) {
-			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+			r = vcpu_complete_pending(v, &code);
+			if (r != VM_STOP_NONE) {
+				vm_request_stop(v->vm, r, code);
+				break;
+			}
 			pause_ack_wait(v);
 			continue;
 		}
