@@ -29,6 +29,8 @@
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
 
+#define MSR_TSC_DEADLINE	0x6e0	/* IA32_TSC_DEADLINE */
+
 enum {
 	VCPU_T_REGS		= 1,	/* u64[18]: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip rflags */
 	VCPU_T_SREGS		= 2,	/* u64[SREGS_WORDS], see pack_sregs */
@@ -702,6 +704,20 @@ static int vcpu_apply(struct vcpu *v, struct vcpu_image *im, size_t local_xsave)
 	ret = set(v, KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
 	if (ret < 0)
 		return ret;
+	/*
+	 * KVM_SET_LAPIC rebuilds the LAPIC timer from LVTT/TMICT and drops a TSC deadline armed
+	 * before it, so the deadline MSR goes in again, after (QEMU orders it the same way). Without
+	 * this an idle vCPU whose next wake-up was its deadline slept forever on the destination:
+	 * a migrated guest that then never finished `poweroff`.
+	 */
+	for (size_t k = 0; k < im->nr_msrs; k++) {
+		if (im->msrs[2 * k] != MSR_TSC_DEADLINE)
+			continue;
+		ret = msrs_write(v, &im->msrs[2 * k], 1);
+		if (ret < 0)
+			return ret;
+		break;
+	}
 
 	unpack_events(im->events, &ev);
 	/*
