@@ -81,15 +81,14 @@ wait_for "$T_TMP/h2.con" 'GUEST-RUN-EXIT' 120 || { tail -10 "$T_TMP/h2.con"; fai
 end=$((SECONDS + 60))
 while kill -0 "$h2_pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.3; done
 if kill -0 "$h2_pid" 2>/dev/null; then
-	# OPEN DEFECT (session 2, 1 of 3 runs): after `poweroff -f` the migrated guest never
-	# reached "reboot: Power down" (nothing on its console, vmm idle). The data checks below
-	# still decide the test; the hang is reported here until its cause is found.
-	log "KNOWN DEFECT: the migrated guest did not power off within 60 s of its program's exit; stopping its vmm"
+	# Seen in session 2 (1 in 3 runs) before vcpu_state.c re-wrote the TSC deadline after
+	# KVM_SET_LAPIC: both vCPUs halted forever in the guest's `poweroff -f`. The state of the
+	# vmm is logged for the next look.
+	log "the migrated guest did not power off within 60 s of its program's exit"
 	log "  its status: $("$BIN/vmm-ctl" -t 5 "$T_TMP/h2.sock" '{"execute":"status"}' 2>&1)"
 	log "  its threads (name state wchan): $(for t in /proc/"$h2_pid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $3}' "$t/stat") $(cat "$t/wchan" 2>/dev/null);"; done | tr '\n' ' ')"
-	kill -9 "$h2_pid" 2>/dev/null
-	wait "$h2_pid"
-	st=0
+	tail -5 "$T_TMP/h2.con"
+	fail "the migrated guest did not power off"
 else
 	wait "$h2_pid"
 	st=$?
