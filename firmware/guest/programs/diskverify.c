@@ -32,21 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mix.h"
+
 #define BLK		4096u
 #define CHUNK		16u		/* blocks per write request (64 KiB) */
 #define FSYNC_EVERY	8u		/* write requests between fsyncs */
 #define MAGIC		0x4456455249465931ull	/* "DVERIFY1" */
 #define WORDS		(BLK / 8)
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
 
 static double now_s(void)
 {

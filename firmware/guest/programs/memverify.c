@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mix.h"
+
 #define PAGE		4096u
 #define MAGIC		0x4d56455249465931ull	/* "MVERIFY1" */
 
@@ -36,16 +38,6 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
 }
 
 /* What page @i holds after pass @n: 8 words. */
