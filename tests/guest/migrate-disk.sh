@@ -35,7 +35,6 @@ vm() {
 	on_exit "kill -9 $! 2>/dev/null"
 }
 last_gen() { grep -ao 'DV gen=[0-9]*' "$T_TMP/$1.con" 2>/dev/null | tail -1 | cut -d= -f2; }
-json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
 wait_gen() {	# NAME N SECS
 	local end=$((SECONDS + $3)) g
 	while [ $SECONDS -lt $end ]; do
@@ -57,13 +56,9 @@ for i in 1 2; do
 	vm "h$i" --incoming "127.0.0.1:$port"
 	wait_for "$T_TMP/h$i.err" "waiting for a migration" 60 || fail "h$i: not listening: $(cat "$T_TMP/h$i.err")"
 	g0=$(last_gen $prev)
-	r=$("$CTL" -t 300 "$T_TMP/$prev.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}") ||
+	r=$(live_migrate "$CTL" "$T_TMP/$prev.sock" "127.0.0.1:$port" 300) ||
 		fail "hop $i: migrate: $r; source: $(tail -3 "$T_TMP/$prev.err" | tr '\n' ' ')"
-	[ "$(json_field "$r" phase)" = completed ] || fail "hop $i: $r"
-	eval "spid=\$${prev}_pid"
-	for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.2; done
-	wait "$spid"
-	st=$?
+	eval "source_exit \$${prev}_pid"
 	[ "$st" = 0 ] || fail "hop $i: source exit $st: $(tail -3 "$T_TMP/$prev.err")"
 	last=$(last_gen $prev)
 	[ "$last" -gt "$g0" ] 2>/dev/null || log "hop $i: no generation completed on the source during the migration"

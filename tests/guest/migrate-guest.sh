@@ -26,7 +26,6 @@ start() {
 }
 last_pass() { grep -ao 'MV pass=[0-9]*' "$T_TMP/$1.con" 2>/dev/null | tail -1 | cut -d= -f2; }
 first_pass() { grep -ao 'MV pass=[0-9]*' "$T_TMP/$1.con" 2>/dev/null | head -1 | cut -d= -f2; }
-json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
 wait_pass() {	# NAME N SECS
 	local end=$((SECONDS + $3))
 	while [ $SECONDS -lt $end ]; do
@@ -45,13 +44,9 @@ for i in $(seq "$HOPS"); do
 	port=$(free_port)
 	start "h$i" --incoming "127.0.0.1:$port"
 	wait_for "$T_TMP/h$i.err" "waiting for a migration" 60 || fail "h$i: not listening: $(cat "$T_TMP/h$i.err")"
-	r=$("$CTL" -t 600 "$T_TMP/$prev.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$port\",\"wait\":true}}") ||
+	r=$(live_migrate "$CTL" "$T_TMP/$prev.sock" "127.0.0.1:$port" 600) ||
 		fail "hop $i: migrate: $r; source: $(tail -3 "$T_TMP/$prev.err" | tr '\n' ' ')"
-	[ "$(json_field "$r" phase)" = completed ] || fail "hop $i: $r"
-	eval "spid=\$${prev}_pid"
-	for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.2; done
-	wait "$spid"
-	st=$?
+	eval "source_exit \$${prev}_pid"
 	[ "$st" = 0 ] || fail "hop $i: source exit $st: $(tail -3 "$T_TMP/$prev.err")"
 	last=$(last_pass $prev)
 	wait_pass "h$i" $((last + 2)) 300 || { tail -5 "$T_TMP/h$i.con"; fail "hop $i: guest does not continue on the destination: $(tail -3 "$T_TMP/h$i.err")"; }

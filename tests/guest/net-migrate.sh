@@ -77,7 +77,6 @@ start() {	# NAME NS TAP [extra vmm args]
 	eval "${n}_pid=$!"
 	on_exit "kill -9 $! 2>/dev/null"
 }
-json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
 in_c() { ip netns exec "$NS_C" "$@"; }
 reach() {	# wait until the client gets a reply (bounded)
 	local end=$((SECONDS + $1))
@@ -113,9 +112,8 @@ migrate() {
 	wait_for "$T_TMP/$dst.err" "waiting for a migration" 60 || fail "$dst not listening: $(cat "$T_TMP/$dst.err")"
 	ping_start
 	sleep 2
-	r=$("$CTL" -t 300 "$T_TMP/$src.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$dip:$port\",\"wait\":true}}") ||
+	r=$(live_migrate "$CTL" "$T_TMP/$src.sock" "$dip:$port" 300) ||
 		fail "migrate $src -> $dst: $r; source: $(tail -3 "$T_TMP/$src.err" | tr '\n' ' ')"
-	[ "$(json_field "$r" phase)" = completed ] || fail "migrate $src -> $dst: $r"
 	sleep "$NM_POST"
 	read -r sent recv <<<"$(ping_stop)"
 	win_ms=$(( $(date +%s%3N) - ping_t0 ))
@@ -123,10 +121,7 @@ migrate() {
 	lost=$((sent - recv))
 	down=$(json_field "$r" downtime_ms)
 	total=$(json_field "$r" total_ms)
-	eval "spid=\$${src}_pid"
-	for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.2; done
-	wait "$spid"
-	st=$?
+	eval "source_exit \$${src}_pid"
 	[ "$st" = 0 ] || fail "$src exit $st after migrating: $(tail -3 "$T_TMP/$src.err")"
 }
 

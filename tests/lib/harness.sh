@@ -53,6 +53,28 @@ free_port() {
 	fail "no free port"
 }
 
+# json_field JSON NAME: a scalar field of a one-line JSON reply (what vmm-ctl prints)
+json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
+
+# live_migrate CTL SOCK URI SECONDS [JSON_ARGS]: ask the vmm behind SOCK to migrate to URI
+# and wait for the end (bounded by SECONDS); the reply on stdout; status 0 only if completed.
+# JSON_ARGS: more arguments, e.g. ',"compress_level":1'
+live_migrate() {
+	local r
+	r=$("$1" -t "$4" "$2" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$3\",\"wait\":true${5:-}}}") ||
+		{ echo "$r"; return 1; }
+	echo "$r"
+	[ "$(json_field "$r" phase)" = completed ]
+}
+
+# source_exit PID: a migration source ends by itself once the destination took the VM; wait
+# up to 20 s, then for good; its exit status in $st
+source_exit() {
+	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done
+	wait "$1"
+	st=$?
+}
+
 # wait_for FILE REGEX SECONDS: wait until a line of FILE matches, return 1 on timeout
 wait_for() {
 	local f=$1 re=$2 t=$3 end=$((SECONDS + $3))
