@@ -60,6 +60,7 @@ run_ours() {	# case level
 		[ -n "$bw" ] && [ "$bw" -gt 0 ] && echo "$((bw >> 20))" >>"$T/bw"
 	fi
 	grep -a 'stop-and-copy:' "$T/o.err" | sed "s/.*stop-and-copy: /#   $1 ours-z$2 stop-and-copy: /"
+	grep -aE 'COMPLETE: .* loaded|migration complete: running' "$T/od.err" | sed "s/^[a-z]*: info: /#   $1 ours-z$2 destination: /"
 	grep -aq MV-BAD "$T/od.con" && echo "ours $1: MV-BAD on the destination!"
 	kill -9 $sp $dp 2>/dev/null; wait $sp $dp 2>/dev/null
 }
