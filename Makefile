@@ -18,7 +18,8 @@ CC      ?= gcc
 O       ?= build
 WERROR  ?= 1
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -g -Wall -Wextra -Wformat=2 -Wmissing-prototypes \
-	-Wstrict-prototypes -Wundef -Wshadow -Wwrite-strings -Wno-unused-parameter -I.
+	-Wstrict-prototypes -Wundef -Wshadow -Wwrite-strings -Wno-unused-parameter -I. \
+	$(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 ifeq ($(WERROR),1)
 CFLAGS_BASE += -Werror
 endif
@@ -30,7 +31,7 @@ CFLAGS_OPT := -O2
 LDFLAGS_SAN :=
 endif
 CFLAGS  := $(CFLAGS_BASE) $(CFLAGS_OPT) $(EXTRA_CFLAGS)
-LIBS    := -luring -ljson-c -lzstd -lpthread
+LIBS    := -luring -ljson-c -lzstd -lnl-route-3 -lnl-3 -lnftnl -lmnl -lpthread
 
 LIB_SRCS  := $(filter-out %main.c,$(shell find vmm migrate net storage -name '*.c' 2>/dev/null | sort))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/obj/%.o)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/rundir.h"
 #include "vmm/lib/log.h"
 
 int net_store_dir(char *buf, size_t len)
@@ -132,11 +133,10 @@ int net_define(const char *json, struct netdef *out)
 	net_store_dir(dir, sizeof(dir));
 	def_path(d.name, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (mkdir(dir, 0755) && errno != EEXIST) {
-		ret = -errno;
-		log_err("network %s: mkdir %s: %s", d.name, dir, strerror(errno));
+	/* the state directory too: a fresh host has no /var/lib/vmctl yet */
+	ret = net_mkdir_p(dir, 0755);
+	if (ret < 0)
 		return ret;
-	}
 	text = netdef_to_json(&d);
 	if (!text)
 		return -ENOMEM;

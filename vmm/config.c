@@ -18,7 +18,8 @@
 static const char usage_text[] =
 "usage: vmm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE] [--memory SIZE] [--cpus N]\n"
 "           [--console file:PATH] [--control SOCKET] [--allow-emulated] [--kvm-device PATH]\n"
-"           [--disk PATH[,ro][,direct][,serial=S]]... [--net tap=NAME[,mac=MAC]]...\n"
+"           [--disk PATH[,ro][,direct][,serial=S]]... [--net tap=NAME|network=NAME[,mac=MAC]]...\n"
+"           [--name NAME]\n"
 "           [--rng] [--balloon[=stats=SEC][,deflate-on-oom=on|off]]\n"
 "       vmm --firmware FLAT.bin [--memory SIZE] [--cpus N] [--console file:PATH]\n"
 "\n"
@@ -38,7 +39,12 @@ static const char usage_text[] =
 "                       repeatable (blk0, blk1, ... in order)\n"
 "  --net tap=NAME[,mac=MAC]  a virtio-net NIC on tap NAME (opened, or created with\n"
 "                       CAP_NET_ADMIN); repeatable; default MAC: 02:xx:.. derived from\n"
-"                       the control socket path (or the tap name) and the NIC index\n"
+"                       --name (else the control socket path, else the tap name) and\n"
+"                       the NIC index\n"
+"  --net network=NAME[,tap=NAME][,mac=MAC]  a NIC on a started vmctl network (vmctl net\n"
+"                       start): the vmm creates its own tap (vmt<N>, or NAME), puts it on\n"
+"                       the network's bridge; the kernel removes it when the vmm exits\n"
+"  --name NAME          the VM's name (default MACs, log lines)\n"
 "  --rng                a virtio-rng device (entropy from the host's getrandom)\n"
 "  --balloon[=OPTS]     a virtio-balloon (control socket: balloon-set, balloon-info);\n"
 "                       stats=SEC guest statistics period (default 5, 0 = off),\n"
@@ -105,7 +111,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE, OPT_CONTROL,
        OPT_FIRMWARE, OPT_ALLOW_EMU, OPT_KVMDEV, OPT_DISK, OPT_NET, OPT_RNG, OPT_BALLOON, OPT_NO_ANNOUNCE,
-       OPT_HELP };
+       OPT_NAME, OPT_HELP };
 
 static const struct option long_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -123,6 +129,7 @@ static const struct option long_opts[] = {
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "balloon", optional_argument, NULL, OPT_BALLOON },
 	{ "no-announce", no_argument, NULL, OPT_NO_ANNOUNCE },
+	{ "name", required_argument, NULL, OPT_NAME },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -160,21 +167,26 @@ static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
 /* "tap=NAME[,mac=MAC]"; @arg is modified (the comma becomes a NUL). */
 static int parse_net(char *arg, struct vm_nic_config *nic)
 {
-	char *comma;
+	char *save = NULL;
 
-	if (strncmp(arg, "tap=", 4) || !arg[4])
-		return -EINVAL;
-	nic->tap = arg + 4;
-	comma = strchr(arg, ',');
-	if (comma) {
-		*comma = '\0';
-		if (strncmp(comma + 1, "mac=", 4) || virtio_net_mac_parse(comma + 5, nic->mac) < 0)
+	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(kv, "tap=", 4) && !nic->tap) {
+			nic->tap = kv + 4;
+			if (!*nic->tap || strlen(nic->tap) >= 16)
+				return -EINVAL;
+		} else if (!strncmp(kv, "network=", 8) && !nic->network) {
+			nic->network = kv + 8;
+			if (!*nic->network)
+				return -EINVAL;
+		} else if (!strncmp(kv, "mac=", 4) && !nic->mac_set) {
+			if (virtio_net_mac_parse(kv + 4, nic->mac) < 0)
+				return -EINVAL;
+			nic->mac_set = true;
+		} else {
 			return -EINVAL;
-		nic->mac_set = true;
+		}
 	}
-	if (!*nic->tap || strlen(nic->tap) >= 16)
-		return -EINVAL;
-	return 0;
+	return nic->tap || nic->network ? 0 : -EINVAL;
 }
 
 /* "stats=SEC,deflate-on-oom=on|off", either part optional. */
@@ -229,6 +241,11 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 		case OPT_APPEND: cfg->append = optarg; break;
 		case OPT_FIRMWARE: cfg->firmware = optarg; break;
 		case OPT_CONTROL: cfg->control_path = optarg; break;
+		case OPT_NAME:
+			if (!*optarg || strlen(optarg) > 64 || strpbrk(optarg, "/ \t\n"))
+				return fail(err, errlen, "--name '%s': 1..64 characters, no '/' or spaces", optarg);
+			cfg->name = optarg;
+			break;
 		case OPT_KVMDEV: cfg->kvm_path = optarg; break;
 		case OPT_ALLOW_EMU: cfg->allow_emulated = true; break;
 		case OPT_HELP: return CONFIG_HELP;
@@ -239,13 +256,17 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 				return fail(err, errlen, "--disk: bad option '%s': expected PATH[,ro][,direct][,serial=S] (serial 1..20 bytes)", bad);
 			cfg->nr_disks++;
 			break;
-		case OPT_NET:
+		case OPT_NET: {
+			char net_arg[256];	/* parse_net cuts optarg; the message quotes it whole */
+
 			if (cfg->nr_nics == VM_MAX_NICS)
 				return fail(err, errlen, "--net: at most %d NICs", VM_MAX_NICS);
+			snprintf(net_arg, sizeof(net_arg), "%s", optarg);
 			if (parse_net(optarg, &cfg->nics[cfg->nr_nics]) < 0)
-				return fail(err, errlen, "--net '%s': expected tap=NAME[,mac=XX:XX:XX:XX:XX:XX] (unicast MAC, name < 16 chars)", optarg);
+				return fail(err, errlen, "--net '%s': expected tap=NAME and/or network=NAME, [,mac=XX:XX:XX:XX:XX:XX] (unicast MAC, tap name < 16 chars)", net_arg);
 			cfg->nr_nics++;
 			break;
+		}
 		case OPT_RNG: cfg->rng = true; break;
 		case OPT_NO_ANNOUNCE: cfg->no_announce = true; break;
 		case OPT_BALLOON:

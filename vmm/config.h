@@ -23,9 +23,10 @@ struct vm_disk_config {
 	const char *serial;		/* NULL: the device id ("blk0"...) */
 };
 
-/* One --net tap=NAME[,mac=MAC]. */
+/* One --net tap=NAME|network=NAME[,tap=NAME][,mac=MAC]. */
 struct vm_nic_config {
-	const char *tap;		/* points into argv (the ",mac=" part cut off) */
+	const char *tap;		/* points into argv (options cut off); NULL: a new vmt<N> */
+	const char *network;		/* a vmctl network (net/network.h) the tap joins, or NULL */
 	uint8_t mac[6];
 	bool mac_set;			/* false: generated, stable per VM + index */
 };
@@ -40,6 +41,7 @@ struct vm_config {
 	const char *console_file;	/* NULL: serial console on stdin/stdout */
 	const char *control_path;	/* NULL: no control socket */
 	const char *kvm_path;		/* default /dev/kvm */
+	const char *name;		/* --name: the VM's name, or NULL */
 	bool allow_emulated;		/* run a Linux kernel even on an emulation-only KVM */
 	struct vm_disk_config disks[VM_MAX_DISKS];
 	unsigned int nr_disks;

@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "net/network.h"
 #include "vmm/ctl.h"
 #include "vmm/lib/log.h"
 #include "vmm/virtio/balloon.h"
@@ -65,19 +66,34 @@ static int add_nics(struct vm *vm, const struct virtio_pci_env *venv_in)
 	venv.class_code = 0x020000;	/* network controller: what lspci and udev expect */
 	for (unsigned int i = 0; i < cfg->nr_nics; i++) {
 		const struct vm_nic_config *nc = &cfg->nics[i];
-		struct virtio_net_params p = { .tap = nc->tap, .fd = -1 };
+		/* A NIC on a vmctl network without a tap name gets a new tap of its own; the
+		 * kernel picks the number, and removes the tap when this process ends. */
+		struct virtio_net_params p = { .tap = nc->tap ? nc->tap : "vmt%d", .fd = -1 };
+		const char *key = cfg->name ? cfg->name : cfg->control_path;
+		unsigned int mtu;
 
 		snprintf(vm->nic_ids[i], sizeof(vm->nic_ids[i]), "net%u", i);
 		p.id = vm->nic_ids[i];
 		if (nc->mac_set)
 			memcpy(p.mac, nc->mac, 6);
 		else
-			virtio_net_mac_generate(cfg->control_path ? cfg->control_path : nc->tap, i,
-						p.mac);
+			virtio_net_mac_generate(key ? key : p.tap, i, p.mac);
+		if (nc->network) {
+			/* the guest's MTU is the network's: offered before the device exists */
+			ret = net_network_mtu(nc->network, &mtu);
+			if (ret < 0)
+				return ret;
+			p.mtu = (uint16_t)mtu;
+		}
 		ret = virtio_net_create(&venv, &vm->mem, &p, &vm->nets[i]);
 		if (ret < 0)
 			return ret;	/* logged by the device */
 		vm->nr_nets++;
+		if (nc->network) {
+			ret = net_attach_tap(nc->network, virtio_net_tap_name(vm->nets[i]), NULL);
+			if (ret < 0)
+				return ret;
+		}
 		ret = virtio_net_register_state(vm->nets[i], &vm->state);
 		if (ret < 0)
 			return ret;

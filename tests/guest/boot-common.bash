@@ -8,6 +8,7 @@ need_file "$GUEST/initramfs.cpio.gz"
 # by module, not by the speed calibration, which a loaded test host can fail
 timeout -k 5 60 "$BIN/kvmcheck" --no-calibrate >/dev/null 2>&1 || skip "needs hardware KVM (run inside tests/lab/run)"
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}	# generous: the test host shares 2 cores with other work
+VMM_WRAP=()	# a command vmm_boot runs the vmm under, e.g. (ip netns exec NS)
 
 # vmm_boot CPUS MEM_MIB "EXTRA CMDLINE" [vmm args...]: console in $T_TMP/con, stderr in
 # $T_TMP/err, exit status in $st, wall seconds in $secs
@@ -15,7 +16,7 @@ vmm_boot() {
 	local cpus=$1 mem=$2 extra=$3 t0=$SECONDS
 	shift 3
 	# -k: a vmm whose main loop is stuck cannot act on SIGTERM; kill it and say so
-	timeout -k 10 "$BOOT_TIMEOUT" "$VMM" --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
+	timeout -k 10 "$BOOT_TIMEOUT" "${VMM_WRAP[@]}" "$VMM" --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
 		--append "console=ttyS0 loglevel=5 panic=-1 $extra" --memory "${mem}M" --cpus "$cpus" \
 		--console "file:$T_TMP/con" "$@" >"$T_TMP/out" 2>"$T_TMP/err" </dev/null
 	st=$?

@@ -2,8 +2,10 @@
 # test-timeout: 600
 # Announce after migration (issue 6 item 4), end to end. Namespaces made and removed here:
 #   lan     bridge "brlan": the shared LAN segment (a switch)
-#   hostA   bridge br0 = veth to the LAN + tap tA of the VM; interconnect mA 10.99.0.1
-#   hostB   bridge br0 = veth to the LAN + tap tB of the VM; interconnect mB 10.99.0.2
+#   hostA   bridged vmctl network "lan" (bridge vb-lan, host port: a veth to the LAN) and
+#           the VM's tap, made by the vmm itself (--net network=lan); interconnect mA 10.99.0.1
+#   hostB   the same network defined and started on B; interconnect mB 10.99.0.2
+# Each host has its own vmctl state and run directories, as two machines would.
 #   client  10.88.0.100 on the LAN, pings the VM (10.88.0.10) every 1 ms (busybox ping)
 # The test guest boots on hostA, then migrates live A -> B with --no-announce on the
 # destination, and B -> A with announce on (RARP x5 from the vmm + the guest's own GARP/NA on
@@ -20,6 +22,8 @@ need_root
 command -v ip >/dev/null || skip "needs iproute2"
 CTL=$BIN/vmm-ctl
 need_file "$CTL"
+VMCTL=$BIN/vmctl
+need_file "$VMCTL"
 [ -c /dev/net/tun ] || modprobe tun 2>/dev/null || true
 [ -c /dev/net/tun ] || skip "needs /dev/net/tun"
 MEM=${NM_MEM:-256}
@@ -48,13 +52,15 @@ lan_port "$NS_A" lan la
 lan_port "$NS_B" lan lb
 lan_port "$NS_C" eth0 lc
 ip -n "$NS_C" addr add "$CL_IP/24" dev eth0
+# host_env H: the environment of host H's vmctl and vmm (its own state and run directories)
+host_env() { echo "VMCTL_STATE_DIR=$T_TMP/state$1 VMCTL_RUN_DIR=$T_TMP/run$1"; }
 for h in A B; do
 	eval ns=\$NS_$h
-	ip -n "$ns" link add br0 type bridge || fail "br0 in host$h"
-	ip -n "$ns" link set lan master br0
-	ip -n "$ns" tuntap add dev "t$h" mode tap vnet_hdr || fail "tap t$h"
-	ip -n "$ns" link set "t$h" master br0 up
-	ip -n "$ns" link set br0 up
+	# shellcheck disable=SC2046
+	ip netns exec "$ns" env $(host_env $h) "$VMCTL" net define \
+		'{"name":"lan","type":"bridged","host_port":"lan"}' || fail "define lan on host$h"
+	ip netns exec "$ns" env $(host_env $h) "$VMCTL" net start lan || fail "start lan on host$h"
+	on_exit "ip netns exec $ns env $(host_env $h) $VMCTL net stop --force lan 2>/dev/null"
 done
 ip link add "mA-$sfx" type veth peer name "mB-$sfx" || fail "interconnect veth"
 ip link set "mA-$sfx" netns "$NS_A" name mA
@@ -67,12 +73,13 @@ echo NM-UP
 while :; do sleep 10; done"
 APPEND="console=ttyS0 loglevel=4 panic=-1 vmctl.action=run vmctl.run=b64:$(printf '%s' "$script" | base64 -w0)"
 
-start() {	# NAME NS TAP [extra vmm args]
-	local n=$1 ns=$2 tap=$3
+start() {	# NAME NS HOST [extra vmm args]
+	local n=$1 ns=$2 h=$3
 	shift 3
-	ip netns exec "$ns" "$VMM" --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
+	# shellcheck disable=SC2046
+	ip netns exec "$ns" env $(host_env "$h") "$VMM" --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
 		--append "$APPEND" --memory "${MEM}M" --cpus 1 --console "file:$T_TMP/$n.con" \
-		--control "$T_TMP/$n.sock" --net "tap=$tap,mac=$MAC" "$@" \
+		--control "$T_TMP/$n.sock" --net "network=lan,mac=$MAC" "$@" \
 		>"$T_TMP/$n.out" 2>"$T_TMP/$n.err" </dev/null &
 	eval "${n}_pid=$!"
 	on_exit "kill -9 $! 2>/dev/null"
@@ -101,14 +108,14 @@ ping_stop() {
 }
 flush_fdbs() {	# forget every learned MAC: the next frames re-teach all bridges
 	ip -n "$NS_LAN" link set brlan type bridge fdb_flush
-	ip -n "$NS_A" link set br0 type bridge fdb_flush
-	ip -n "$NS_B" link set br0 type bridge fdb_flush
+	ip -n "$NS_A" link set vb-lan type bridge fdb_flush
+	ip -n "$NS_B" link set vb-lan type bridge fdb_flush
 }
-# migrate SRC DST DST_NS DST_TAP DST_IP [dst args]: sets lost, sent, down
+# migrate SRC DST DST_NS DST_HOST DST_IP [dst args]: sets lost, sent, down
 migrate() {
-	local src=$1 dst=$2 dns=$3 dtap=$4 dip=$5 port=$((20000 + RANDOM % 20000)) r t0 spid st
+	local src=$1 dst=$2 dns=$3 dh=$4 dip=$5 port=$((20000 + RANDOM % 20000)) r t0 spid st
 	shift 5
-	start "$dst" "$dns" "$dtap" --incoming "$dip:$port" "$@"
+	start "$dst" "$dns" "$dh" --incoming "$dip:$port" "$@"
 	wait_for "$T_TMP/$dst.err" "waiting for a migration" 60 || fail "$dst not listening: $(cat "$T_TMP/$dst.err")"
 	ping_start
 	sleep 2
@@ -126,7 +133,7 @@ migrate() {
 }
 
 t0=$SECONDS
-start vA "$NS_A" tA
+start vA "$NS_A" A
 wait_for "$T_TMP/vA.con" NM-UP "$BOOT_TIMEOUT" || { tail -20 "$T_TMP/vA.con"; fail "guest did not come up"; }
 reach 60 || fail "client cannot reach the VM on hostA"
 log "guest up on hostA after $((SECONDS - t0)) s"
@@ -139,7 +146,7 @@ read -r bsent brecv <<<"$(ping_stop)"
 log "baseline: $bsent sent, $((bsent - brecv)) lost in 4 s"
 
 # 1) A -> B, announce off on the destination
-migrate vA vB "$NS_B" tB 10.99.0.2 --no-announce
+migrate vA vB "$NS_B" B 10.99.0.2 --no-announce
 off_lost=$lost off_sent=$sent off_down=$down
 ! grep -q "^announce:" "$T_TMP/vB.err" || fail "--no-announce destination announced: $(grep announce: "$T_TMP/vB.err")"
 log "announce off (A->B): $off_lost of $off_sent replies lost in $win_ms ms; downtime $off_down ms, total $total ms"
@@ -149,7 +156,7 @@ reach 30 || fail "client cannot reach the VM on hostB after the fdb flush"
 in_c busybox ping -q -c 20 -i 0.05 "$VM_IP" >/dev/null 2>&1
 
 # 2) B -> A, announce on
-migrate vB vA2 "$NS_A" tA 10.99.0.1
+migrate vB vA2 "$NS_A" A 10.99.0.1
 on_lost=$lost on_sent=$sent on_down=$down
 grep -qE "^announce: info: 52:54:00:6e:6d:01 x5" "$T_TMP/vA2.err" || fail "no announce line: $(tail -5 "$T_TMP/vA2.err")"
 log "announce on (B->A): $on_lost of $on_sent replies lost in $win_ms ms; downtime $on_down ms, total $total ms"
@@ -157,6 +164,17 @@ log "$(grep -a '^announce:' "$T_TMP/vA2.err" | tail -1)"
 
 kill "$vA2_pid" 2>/dev/null
 for _ in $(seq 50); do kill -0 "$vA2_pid" 2>/dev/null || break; sleep 0.2; done
+# Every vmm is gone (the sources exited after handing over, the last one was killed): the taps
+# they made went with them, so each host's bridge holds only its host port, and the networks
+# stop without --force and leave nothing.
+for h in A B; do
+	eval ns=\$NS_$h
+	ports=$(ip -n "$ns" -o link show master vb-lan | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ' ')
+	[ "$ports" = "lan " ] || fail "host$h: vb-lan ports after the VMs ended: '$ports' (want only lan)"
+	# shellcheck disable=SC2046
+	ip netns exec "$ns" env $(host_env $h) "$VMCTL" net stop lan || fail "stop lan on host$h"
+	ip -n "$ns" link show vb-lan >/dev/null 2>&1 && fail "host$h: vb-lan left after stop"
+done
 ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$T_TMP"/*.err || { cat "$T_TMP"/*.err; fail "sanitizer report"; }
 
 # The bound: pings in flight during the downtime plus NM_SLACK_MS, at the rate the window ran

@@ -123,6 +123,41 @@ static void test_errors(void **state)
 	expect_error(fwinitrd, ARGC(fwinitrd), "--initrd needs --kernel");
 }
 
+/* --net takes tap= and/or network=, and mac=, in any order; --name names the VM */
+static void test_nics(void **state)
+{
+	/* writable copies: option parsing cuts the values in place, as it may with argv */
+	char a1[] = "tap=tap0,mac=52:54:00:00:00:01", a2[] = "network=lan", a3[] = "mac=02:00:00:00:00:09,network=nat0,tap=vx1";
+	char *argv[] = { "vmm", "--kernel", "k", "--net", a1, "--net", a2, "--net", a3, "--name", "web1", NULL };
+	char b1[] = "mac=52:54:00:00:00:01", b2[] = "tap=t,tap=u", b3[] = "network=", b4[] = "tap=x,color=red";
+	char *nomain[] = { "vmm", "--kernel", "k", "--net", b1, NULL };
+	char *twice[] = { "vmm", "--kernel", "k", "--net", b2, NULL };
+	char *empty[] = { "vmm", "--kernel", "k", "--net", b3, NULL };
+	char *unknown[] = { "vmm", "--kernel", "k", "--net", b4, NULL };
+	char *badname[] = { "vmm", "--kernel", "k", "--name", "a/b", NULL };
+	struct vm_config c;
+	char err[256];
+
+	assert_int_equal(parse(ARGC(argv), argv, &c, err), CONFIG_OK);
+	assert_int_equal(c.nr_nics, 3);
+	assert_string_equal(c.nics[0].tap, "tap0");
+	assert_null(c.nics[0].network);
+	assert_true(c.nics[0].mac_set);
+	assert_int_equal(c.nics[0].mac[5], 1);
+	assert_null(c.nics[1].tap);
+	assert_string_equal(c.nics[1].network, "lan");
+	assert_false(c.nics[1].mac_set);
+	assert_string_equal(c.nics[2].tap, "vx1");
+	assert_string_equal(c.nics[2].network, "nat0");
+	assert_int_equal(c.nics[2].mac[5], 9);
+	assert_string_equal(c.name, "web1");
+	expect_error(nomain, ARGC(nomain), "--net 'mac=52:54:00:00:00:01': expected tap=NAME and/or network=NAME");
+	expect_error(twice, ARGC(twice), "--net 'tap=t,tap=u'");
+	expect_error(empty, ARGC(empty), "--net 'network='");
+	expect_error(unknown, ARGC(unknown), "--net 'tap=x,color=red'");
+	expect_error(badname, ARGC(badname), "--name 'a/b'");
+}
+
 static void test_help_and_reparse(void **state)
 {
 	char *help[] = { "vmm", "--help", NULL };
@@ -146,6 +181,7 @@ int main(void)
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_nics),
 		cmocka_unit_test(test_help_and_reparse),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
