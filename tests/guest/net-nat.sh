@@ -65,9 +65,11 @@ route add default gw "\$router" dev "\$interface"
 echo "NAT-LEASE \$ip router \$router"
 EOF
 chmod +x /tmp/dhcp.sh
-udhcpc -i eth0 -n -q -t 10 -T 2 -s /tmp/dhcp.sh || { echo NAT-NO-LEASE; exit 10; }
+ip link set eth0 up
+timeout 60 udhcpc -i eth0 -n -q -t 10 -T 2 -s /tmp/dhcp.sh || { echo NAT-NO-LEASE; exit 10; }
 ping -c 3 -W 5 10.66.0.2 >/dev/null && echo NAT-PING-OK
-echo "NAT-PAGE $(wget -q -T 10 -O - http://10.66.0.2/index.html)"
+# (no -T: busybox 1.35 wget segfaults with it)
+echo "NAT-PAGE $(timeout 20 wget -q -O - http://10.66.0.2/index.html)"
 ip link set eth1 up && ip addr add 10.132.0.10/24 dev eth1
 i=0; until ping -c 1 -W 2 10.132.0.100 >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 15 ] || exit 11; done
 echo LAN-PING-OK'
