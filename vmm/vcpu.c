@@ -246,6 +246,12 @@ void vcpu_dump_regs(struct vcpu *v)
 		s.cr4, s.efer);
 	log_err("vcpu%u: gdt %016llx/%04x idt %016llx/%04x apic_base %016llx", v->id, s.gdt.base,
 		s.gdt.limit, s.idt.base, s.idt.limit, s.apic_base);
+	/* On AMD SVM the VMCB is undefined after a shutdown intercept and KVM reinitialises the
+	 * vCPU, so a triple fault leaves only the reset state to read: say so rather than let it
+	 * pass for the state at the fault. */
+	if (r.rip == 0xfff0 && s.cs.selector == 0xf000 && s.cs.base == 0xffff0000)
+		log_err("vcpu%u: (these are the vCPU's reset values: KVM on AMD SVM resets a vCPU that shut down, the state at the fault is lost)",
+			v->id);
 }
 
 enum vm_stop_reason vcpu_run_once(struct vcpu *v, uint64_t *code)
