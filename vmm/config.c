@@ -18,8 +18,8 @@
 static const char usage_text[] =
 "usage: vmm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE] [--memory SIZE] [--cpus N]\n"
 "           [--console file:PATH] [--control SOCKET] [--allow-emulated] [--kvm-device PATH]\n"
-"           [--disk PATH[,ro][,direct][,serial=S]]... [--net tap=NAME|network=NAME[,mac=MAC]]...\n"
-"           [--name NAME]\n"
+"           [--disk PATH[,ro][,direct][,serial=S][,queues=N]]...\n"
+"           [--net tap=NAME|network=NAME[,mac=MAC]]... [--name NAME]\n"
 "           [--rng] [--balloon[=stats=SEC][,deflate-on-oom=on|off]]\n"
 "       vmm --firmware FLAT.bin [--memory SIZE] [--cpus N] [--console file:PATH]\n"
 "\n"
@@ -34,8 +34,10 @@ static const char usage_text[] =
 "  --firmware PATH      flat test image (firmware/tiny) entered in 64-bit mode at 1 MiB\n"
 "  --allow-emulated     run a Linux kernel even if /dev/kvm is emulation-only (very slow)\n"
 "  --kvm-device PATH    KVM device node (default /dev/kvm)\n"
-"  --disk PATH[,ro][,direct][,serial=S]  a virtio-blk disk on a raw image (file or block\n"
-"                       device); ro: read-only, direct: O_DIRECT, serial: up to 20 bytes;\n"
+"  --disk PATH[,ro][,direct][,serial=S][,queues=N]  a virtio-blk disk on a raw image (file\n"
+"                       or block device); ro: read-only, direct: O_DIRECT, serial: up to 20\n"
+"                       bytes, queues: request queues 1..16 (default one per vCPU, at most\n"
+"                       16; a migration destination needs the source's count);\n"
 "                       repeatable (blk0, blk1, ... in order)\n"
 "  --net tap=NAME[,mac=MAC]  a virtio-net NIC on tap NAME (opened, or created with\n"
 "                       CAP_NET_ADMIN); repeatable; default MAC: 02:xx:.. derived from\n"
@@ -134,9 +136,25 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* queues=N: "1".."16", digits only. */
+static int parse_queues(const char *s, unsigned int *out)
+{
+	char *end;
+	unsigned long n;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || *end || n < 1 || n > VM_DISK_MAX_QUEUES)
+		return -EINVAL;
+	*out = (unsigned int)n;
+	return 0;
+}
+
 /*
- * "PATH[,ro][,direct][,serial=S]"; @arg is modified (commas become NULs). 0, or -EINVAL with
- * *bad = the option not understood ("" for an empty path).
+ * "PATH[,ro][,direct][,serial=S][,queues=N]"; @arg is modified (commas become NULs). 0, or
+ * -EINVAL with *bad = the option not understood ("" for an empty path).
  */
 static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
 {
@@ -156,6 +174,8 @@ static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
 			d->direct = true;
 		else if (!strncmp(opt, "serial=", 7) && opt[7] && strlen(opt + 7) <= 20)
 			d->serial = opt + 7;
+		else if (!strncmp(opt, "queues=", 7) && parse_queues(opt + 7, &d->queues) == 0)
+			;
 		else
 			return *bad = opt, -EINVAL;
 	}
@@ -253,7 +273,7 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 			if (cfg->nr_disks == VM_MAX_DISKS)
 				return fail(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
 			if (parse_disk(optarg, &cfg->disks[cfg->nr_disks], &bad) < 0)
-				return fail(err, errlen, "--disk: bad option '%s': expected PATH[,ro][,direct][,serial=S] (serial 1..20 bytes)", bad);
+				return fail(err, errlen, "--disk: bad option '%s': expected PATH[,ro][,direct][,serial=S][,queues=N] (serial 1..20 bytes, queues 1..16)", bad);
 			cfg->nr_disks++;
 			break;
 		case OPT_NET: {

@@ -15,12 +15,15 @@
 #define VM_MAX_NICS		8	/* --net options */
 #define VM_MAX_CPUS		255	/* xAPIC ids fit in 8 bits: no x2APIC-only topologies */
 
-/* One --disk PATH[,ro][,direct][,serial=S]. */
+#define VM_DISK_MAX_QUEUES	16	/* queues=N; = BLK_MAX_QUEUES (virtio/blk.h) */
+
+/* One --disk PATH[,ro][,direct][,serial=S][,queues=N]. */
 struct vm_disk_config {
 	const char *path;		/* points into argv (options cut off) */
 	bool read_only;
 	bool direct;			/* O_DIRECT */
 	const char *serial;		/* NULL: the device id ("blk0"...) */
+	unsigned int queues;		/* request queues 1..VM_DISK_MAX_QUEUES; 0: one per vCPU */
 };
 
 /* One --net tap=NAME|network=NAME[,tap=NAME][,mac=MAC]. */

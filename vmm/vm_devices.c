@@ -27,6 +27,22 @@
 #include "vmm/virtio/rng.h"
 #include "vmm/vm.h"
 
+_Static_assert(VM_DISK_MAX_QUEUES == BLK_MAX_QUEUES, "--disk queues= bound");
+
+/*
+ * A disk's request queues: queues=N, else one per vCPU (VIRTIO_BLK_F_MQ; Linux maps each
+ * vCPU to a queue and its MSI-X vector), capped at BLK_MAX_QUEUES. The destination of a
+ * migration has the same --cpus and --disk options, hence the same count (load checks it).
+ */
+static unsigned int disk_queues(const struct vm_config *cfg, const struct vm_disk_config *dc)
+{
+	unsigned int n = cfg->cpus ? cfg->cpus : 1;
+
+	if (dc->queues)
+		return dc->queues;
+	return n < BLK_MAX_QUEUES ? n : BLK_MAX_QUEUES;
+}
+
 static int add_disks(struct vm *vm, const struct virtio_pci_env *venv)
 {
 	const struct vm_config *cfg = vm->cfg;
@@ -38,7 +54,7 @@ static int add_disks(struct vm *vm, const struct virtio_pci_env *venv)
 		struct virtio_blk_opts o = { .path = dc->path, .read_only = dc->read_only,
 			.direct = dc->direct, .serial = dc->serial,
 			/* a destination on the same host: the source holds the lock until it exits */
-			.no_lock = cfg->incoming };
+			.no_lock = cfg->incoming, .num_queues = disk_queues(cfg, dc) };
 
 		snprintf(vm->disk_ids[i], sizeof(vm->disk_ids[i]), "blk%u", i);
 		o.id = vm->disk_ids[i];
@@ -183,6 +199,14 @@ static json_object *blk_json(struct virtio_blk *blk)
 	add_u64(o, "unsupported", st.unsupp);
 	add_u64(o, "in-flight", st.inflight);
 	add_u64(o, "capacity-sectors", st.capacity);
+	add_u64(o, "queues", st.num_queues);
+	{
+		json_object *per = json_object_new_array();
+
+		for (unsigned int i = 0; i < st.num_queues; i++)
+			json_object_array_add(per, json_object_new_int64((int64_t)st.queue_reqs[i]));
+		json_object_object_add(o, "queue-requests", per);
+	}
 	json_object_object_add(o, "read-only", json_object_new_boolean(st.read_only));
 	json_object_object_add(o, "direct", json_object_new_boolean(st.direct));
 	return o;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # virtio-blk with the real Debian guest on our vmm (issue 4, item 3):
-#   boot 1: two disks — vda (rw, serial) and vdb (ro). The guest checks the serial and the
-#           read-only flag, refuses to write vdb, formats vda (ext2), writes files, prints their
+#   boot 1: two disks — vda (rw, serial) and vdb (ro). The guest checks the serial, the
+#           read-only flag and that each disk has 2 request queues (VIRTIO_BLK_F_MQ, one per
+#           vCPU: /sys/block/vdX/mq/0 and 1), refuses to write vdb, formats vda (ext2), writes files, prints their
 #           sha256 and unmounts (flush). Host: the image holds the same bytes (debugfs), fsck
 #           clean, the ro image unchanged, the device counted flushes.
 #   boot 2: the guest verifies the sums, deletes the big file and fstrims: the image file
@@ -59,6 +60,7 @@ guest_run boot1 'set -e
 [ "$(cat /sys/block/vda/ro)" = 0 ] && [ "$(cat /sys/block/vdb/ro)" = 1 ]
 [ "$(cat /sys/block/vda/size)" = 131072 ] && [ "$(cat /sys/block/vdb/size)" = 8192 ]
 [ "$(cat /sys/block/vdb/serial)" = blk1 ]
+for d in vda vdb; do [ "$(ls /sys/block/$d/mq | wc -l)" = 2 ] || { echo "$d: hardware queues: $(ls /sys/block/$d/mq)"; exit 1; }; done
 if echo x | dd of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; then echo RO-WRITE-ACCEPTED; exit 1; fi
 echo RO-REFUSED
 dd if=/dev/vdb bs=1M count=4 2>/dev/null | sha256sum | sed "s/^/ROSUM /;s/ *-$//"
@@ -83,7 +85,9 @@ e2fsck -fn "$IMG" >"$T_TMP/fsck.log" 2>&1 || { cat "$T_TMP/fsck.log"; fail "fsck
 fl=$(counter boot1 flush)
 wr=$(counter boot1 write)
 [ "${fl:-0}" -ge 1 ] && [ "${wr:-0}" -ge 1 ] || { grep -a stop: "$T_TMP/boot1.err"; fail "boot1: no flush/write counted"; }
-log "boot 1: formatted, 2 files written, host image matches; ro disk refused; flushes $fl"
+perq=$(grep -a 'blk0: queues 2, requests completed per queue:' "$T_TMP/boot1.err" | sed 's/.*queue://')
+[ -n "$perq" ] || { grep -a 'blk0:' "$T_TMP/boot1.err"; fail "boot1: blk0 has no per-queue summary (not 2 queues?)"; }
+log "boot 1: formatted, 2 files written, host image matches; ro disk refused; flushes $fl; requests on queue 0/1:$perq"
 
 # ---- boot 2: verify, delete, fstrim -> holes in the image ----
 before=$(blocks "$IMG")

@@ -174,6 +174,35 @@ static void test_help_and_reparse(void **state)
 	assert_int_equal(c.cpus, 2);
 }
 
+/* --disk PATH[,ro][,direct][,serial=S][,queues=N]: queues 0 (= one per vCPU) unless given */
+static void test_disks(void **state)
+{
+	char a1[] = "/img/a.raw", a2[] = "/img/b.raw,ro,queues=4,serial=SN1", a3[] = "/dev/ram0,direct,queues=16";
+	char *argv[] = { "vmm", "--kernel", "k", "--cpus", "2", "--disk", a1, "--disk", a2, "--disk", a3, NULL };
+	char b1[] = "x.img,queues=0", b2[] = "x.img,queues=17", b3[] = "x.img,queues=", b4[] = "x.img,queues=2x",
+	     b5[] = "x.img,queues=-1";
+	char *bad[][6] = {
+		{ "vmm", "--kernel", "k", "--disk", b1, NULL }, { "vmm", "--kernel", "k", "--disk", b2, NULL },
+		{ "vmm", "--kernel", "k", "--disk", b3, NULL }, { "vmm", "--kernel", "k", "--disk", b4, NULL },
+		{ "vmm", "--kernel", "k", "--disk", b5, NULL },
+	};
+	struct vm_config c;
+	char err[256];
+
+	assert_int_equal(parse(ARGC(argv), argv, &c, err), CONFIG_OK);
+	assert_int_equal(c.nr_disks, 3);
+	assert_string_equal(c.disks[0].path, "/img/a.raw");
+	assert_int_equal(c.disks[0].queues, 0);
+	assert_string_equal(c.disks[1].path, "/img/b.raw");
+	assert_true(c.disks[1].read_only);
+	assert_int_equal(c.disks[1].queues, 4);
+	assert_string_equal(c.disks[1].serial, "SN1");
+	assert_true(c.disks[2].direct);
+	assert_int_equal(c.disks[2].queues, 16);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(bad[i], 5, "queues 1..16");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +211,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_nics),
+		cmocka_unit_test(test_disks),
 		cmocka_unit_test(test_help_and_reparse),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

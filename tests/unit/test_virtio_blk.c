@@ -7,7 +7,10 @@
  * allocation; every hostile case gets the status the spec asks for (IOERR / UNSUPP) or
  * DEVICE_NEEDS_RESET, and the monitor carries on. Also: many requests in flight with batched
  * interrupts, reset with I/O in flight, quiesce/resume, save/load, read-only disks, O_DIRECT
- * (aligned and misaligned buffers) and the write-zeroes fallbacks on tmpfs.
+ * (aligned and misaligned buffers) and the write-zeroes fallbacks on tmpfs. Multi-queue: a
+ * 2-queue device whose queue 1 has its own rings (slots 64.. so headers never collide with
+ * queue 0's) and MSI-X vector 1; hostile notifies; state with 2 queues, count mismatches and
+ * streams from before multi-queue.
  */
 #include <endian.h>
 #include <errno.h>
@@ -34,6 +37,7 @@
 #include "vmm/state.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/pci.h"
+#include "vmm/virtio/pci_state.h"
 
 #define RAM		(8u << 20)
 #define QSZ		128
@@ -43,9 +47,21 @@
 #define HDR		0x4000		/* 16-byte headers, one slot per descriptor index */
 #define STATUS		0x6000		/* status bytes, one per descriptor index */
 #define INDIR		0x7000		/* an indirect table */
+#define DESC1		0x8000		/* queue 1's rings (multi-queue tests) */
+#define AVAIL1		0x9000
+#define USED1		0xa000
+#define SLOT1		64		/* queue 1's first descriptor index */
 #define BUF		0x100000	/* data */
 #define IMG_SECTORS	4096		/* 2 MiB image */
 #define SERIAL		"SN-blk-test-0001"
+
+/* A queue's driver side; fx holds the current queue's, use_queue() swaps them. */
+struct ring {
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t avail_idx, next_desc;
+};
 
 struct fx {
 	struct irq irq;
@@ -61,6 +77,10 @@ struct fx {
 	struct vring_used *used;
 	uint16_t avail_idx, next_desc;
 	bool ro;
+	unsigned int nq;		/* the device's queues (1 or 2) */
+	unsigned int cur;		/* the queue post()/kick() use */
+	unsigned int enable_mask;	/* queues driver_init enables (default all) */
+	struct ring other;		/* the queue that is not current (nq == 2) */
 };
 
 static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
@@ -96,17 +116,74 @@ static uint64_t dev_features(struct fx *f)
 	return v | (uint64_t)rd(f, VIRTIO_PCI_COMMON_DF, 4) << 32;
 }
 
-/* Bring the device to DRIVER_OK with @feat (& offered), MSI-X vector 0 for the queue. */
+/* @r becomes the current queue's driver side (fx's own fields, which the older tests use). */
+static void ring_put(struct fx *f, const struct ring *r)
+{
+	f->desc = r->desc;
+	f->avail = r->avail;
+	f->used = r->used;
+	f->avail_idx = r->avail_idx;
+	f->next_desc = r->next_desc;
+}
+
+/* Make queue @q the one post()/kick()/do_req() use (nq == 2). */
+static void use_queue(struct fx *f, unsigned int q)
+{
+	struct ring cur = { f->desc, f->avail, f->used, f->avail_idx, f->next_desc };
+
+	if (q == f->cur)
+		return;
+	ring_put(f, &f->other);
+	f->other = cur;
+	f->cur = q;
+}
+
+static void setup_queue(struct fx *f, unsigned int q, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+	wr(f, VIRTIO_PCI_COMMON_Q_SIZE, 2, QSZ);
+	wr(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, q);
+	wr(f, VIRTIO_PCI_COMMON_Q_DESCLO, 4, (uint32_t)desc);
+	wr(f, VIRTIO_PCI_COMMON_Q_AVAILLO, 4, (uint32_t)avail);
+	wr(f, VIRTIO_PCI_COMMON_Q_USEDLO, 4, (uint32_t)used);
+	if (f->enable_mask & (1u << q))
+		wr(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+}
+
+static void ring_clear(struct fx *f, struct ring *r, uint64_t desc, uint64_t avail,
+		       uint64_t used, uint16_t first)
+{
+	r->desc = gp(f, desc, 16 * QSZ);
+	r->avail = gp(f, avail, 6 + 2 * QSZ);
+	r->used = gp(f, used, 6 + 8 * QSZ);
+	memset(r->desc, 0, 16 * QSZ);
+	r->avail->flags = 0;
+	r->avail->idx = 0;
+	r->used->idx = 0;
+	r->avail_idx = 0;
+	r->next_desc = first;
+}
+
+/*
+ * Bring the device to DRIVER_OK with @feat (& offered); queue q gets MSI-X vector q. Leaves
+ * queue 0 current.
+ */
 static void driver_init(struct fx *f, uint64_t drop)
 {
 	uint64_t feat = dev_features(f) & ~drop;
 	uint32_t zero = 0, addr = 0xfee00000, data = 0x23;
+	struct ring r0;
 
+	use_queue(f, 0);
 	pci_cfg_write(&f->pb, 0, f->vp->pci.slot, 0, f->vp->msix.cap + PCI_MSIX_FLAGS, 2,
 		      PCI_MSIX_FLAGS_ENABLE);
-	virtio_pci_bar_write(f->vp, f->vp->msix_table_off + 0, &addr, 4);
-	virtio_pci_bar_write(f->vp, f->vp->msix_table_off + 8, &data, 4);
-	virtio_pci_bar_write(f->vp, f->vp->msix_table_off + 12, &zero, 4);
+	for (unsigned int v = 0; v < f->nq; v++) {
+		uint32_t e = f->vp->msix_table_off + 16 * v, d = data + v;
+
+		virtio_pci_bar_write(f->vp, e + 0, &addr, 4);
+		virtio_pci_bar_write(f->vp, e + 8, &d, 4);
+		virtio_pci_bar_write(f->vp, e + 12, &zero, 4);
+	}
 
 	wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
 	wr(f, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
@@ -116,22 +193,16 @@ static void driver_init(struct fx *f, uint64_t drop)
 	wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 	   VIRTIO_CONFIG_S_FEATURES_OK);
 	assert_true(rd(f, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_FEATURES_OK);
-	wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
-	wr(f, VIRTIO_PCI_COMMON_Q_SIZE, 2, QSZ);
-	wr(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
-	wr(f, VIRTIO_PCI_COMMON_Q_DESCLO, 4, DESC);
-	wr(f, VIRTIO_PCI_COMMON_Q_AVAILLO, 4, AVAIL);
-	wr(f, VIRTIO_PCI_COMMON_Q_USEDLO, 4, USED);
-	wr(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	setup_queue(f, 0, DESC, AVAIL, USED);
+	if (f->nq > 1)
+		setup_queue(f, 1, DESC1, AVAIL1, USED1);
 	wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 	   VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	assert_true(rd(f, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_DRIVER_OK);
-	memset(f->desc, 0, 16 * QSZ);
-	f->avail->flags = 0;
-	f->avail->idx = 0;
-	f->used->idx = 0;
-	f->avail_idx = 0;
-	f->next_desc = 0;
+	ring_clear(f, &r0, DESC, AVAIL, USED, 0);
+	ring_put(f, &r0);
+	if (f->nq > 1)
+		ring_clear(f, &f->other, DESC1, AVAIL1, USED1, SLOT1);
 }
 
 struct d { uint64_t gpa; uint32_t len; bool w; };
@@ -154,11 +225,13 @@ static uint16_t post(struct fx *f, const struct d *ds, unsigned int n)
 	return head;
 }
 
+/* The driver's notify for the current queue: its index, at its notify address. */
 static void kick(struct fx *f)
 {
-	uint16_t q0 = 0;
+	uint16_t q = (uint16_t)f->cur;
 
-	virtio_pci_bar_write(f->vp, VIRTIO_PCI_NOTIFY_OFF, &q0, 2);	/* trapped: eventfd */
+	/* trapped: eventfd */
+	virtio_pci_bar_write(f->vp, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * q, &q, 2);
 }
 
 /* Run the loop until used->idx reaches @want (bounded: 5 s). */
@@ -236,7 +309,7 @@ static void pread_all(struct fx *f, void *buf, size_t len, off_t off)
 
 /* ---- fixtures ---- */
 
-static int make_fx(void **state, const char *dir, bool ro, bool direct)
+static int make_fx(void **state, const char *dir, bool ro, bool direct, unsigned int nq)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM };
@@ -265,6 +338,9 @@ static int make_fx(void **state, const char *dir, bool ro, bool direct)
 	assert_int_equal(pci_init(&f->pb, &penv), 0);
 	env = (struct virtio_pci_env){ .pci = &f->pb, .irq = &f->irq, .loop = &f->loop, .vm_fd = -1 };
 	o.path = f->path;
+	o.num_queues = nq;
+	f->nq = nq;
+	f->enable_mask = ~0u;
 	ret = virtio_blk_create(&env, &f->mem, &o, &f->blk, err, sizeof(err));
 	if (ret < 0) {
 		print_message("create: %s\n", err);
@@ -279,10 +355,11 @@ static int make_fx(void **state, const char *dir, bool ro, bool direct)
 	return 0;
 }
 
-static int setup_rw(void **state) { return make_fx(state, "/tmp", false, false); }
-static int setup_ro(void **state) { return make_fx(state, "/tmp", true, false); }
-static int setup_direct(void **state) { return make_fx(state, "/tmp", false, true); }
-static int setup_shm(void **state) { return make_fx(state, "/dev/shm", false, false); }
+static int setup_rw(void **state) { return make_fx(state, "/tmp", false, false, 1); }
+static int setup_ro(void **state) { return make_fx(state, "/tmp", true, false, 1); }
+static int setup_direct(void **state) { return make_fx(state, "/tmp", false, true, 1); }
+static int setup_shm(void **state) { return make_fx(state, "/dev/shm", false, false, 1); }
+static int setup_mq(void **state) { return make_fx(state, "/tmp", false, false, 2); }
 
 static int teardown(void **state)
 {
@@ -725,7 +802,8 @@ static void test_quiesce_save_load(void **state)
 	run_a_while(f);
 	assert_int_equal(le16toh(f->used->idx), 4);
 	assert_int_equal(virtio_blk_save(f->blk, s), 0);
-	assert_int_equal(s->vq.last_avail_idx, 4);
+	assert_int_equal(s->num_queues, 1);
+	assert_int_equal(s->vq[0].last_avail_idx, 4);
 	assert_int_equal(s->capacity, IMG_SECTORS);
 
 	/* Load into a second device on the same image and RAM: it serves the waiting request. */
@@ -827,6 +905,447 @@ static void test_resume_after_quiesce(void **state)
 	virtio_blk_resume(f->blk);
 	run_until(f, 1);
 	assert_string_equal((char *)gp(f, BUF, 4), "S6");
+}
+
+/* ---- multi-queue ---- */
+
+/* Interrupts on MSI-X vector @v since the last call (its irqfd counter, non-blocking). */
+static uint64_t irqs_on(struct fx *f, unsigned int v)
+{
+	uint64_t n = 0;
+
+	if (read(f->vp->msix.vecs[v].efd, &n, 8) != 8)
+		return 0;
+	return n;
+}
+
+/* Post a 512-byte read of @sector on the current queue into @data (no kick). Returns its slot. */
+static uint16_t post_read(struct fx *f, uint64_t sector, uint64_t data)
+{
+	uint16_t slot = f->next_desc;
+
+	hdr_at(f, slot, VIRTIO_BLK_T_IN, sector);
+	*(uint8_t *)gp(f, STATUS + slot, 1) = 0xee;
+	post(f, (struct d[]){ { HDR + 16u * slot, 16, false }, { data, 512, true },
+			      { STATUS + slot, 1, true } }, 3);
+	return slot;
+}
+
+static void test_mq_config(void **state)
+{
+	struct fx *f = *state;
+	uint32_t nq_off = VIRTIO_PCI_DEVCFG_OFF + offsetof(struct virtio_blk_config, num_queues);
+
+	assert_true(dev_features(f) & (1ull << VIRTIO_BLK_F_MQ));
+	assert_int_equal(rd(f, nq_off, 2), 2);
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_NUMQ, 2), 2);
+	/* One vector per queue plus the config vector; a notify address per queue. */
+	assert_int_equal(f->vp->msix.nr, 3);
+	assert_true(f->vp->msix_table_off >= VIRTIO_PCI_NOTIFY_OFF + 2 * VIRTIO_PCI_NOTIFY_MULT);
+	wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), 256);
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_Q_NOFF, 2), 1);
+	wr(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), 2);
+	wr(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, 3);		/* past the table */
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_NO_VECTOR);
+	wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, 2);		/* no queue 2 */
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), 0);
+}
+
+/* A request completes on the queue it was posted on, with that queue's vector. */
+static void test_mq_completes_on_own_queue(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_stats st;
+	uint16_t slots[2][8];
+	const int N = 8;
+
+	driver_init(f, 0);
+	irqs_on(f, 0);
+	irqs_on(f, 1);
+	use_queue(f, 1);
+	assert_int_equal(blk_read(f, 5, BUF, 512), VIRTIO_BLK_S_OK);
+	assert_string_equal((char *)gp(f, BUF, 4), "S5");
+	assert_int_equal(le32toh(f->used->ring[0].id), SLOT1);
+	assert_int_equal(le16toh(f->other.used->idx), 0);	/* nothing on queue 0 */
+	run_a_while(f);
+	assert_true(irqs_on(f, 1) >= 1);
+	assert_int_equal(irqs_on(f, 0), 0);
+
+	/*
+	 * Both queues busy at once: each ring gets back exactly its own chains. used_event
+	 * (EVENT_IDX) = the current used index: interrupt me for anything new.
+	 */
+	for (unsigned int q = 0; q < 2; q++) {
+		use_queue(f, q);
+		f->avail->ring[QSZ] = f->used->idx;
+		for (int i = 0; i < N; i++)
+			slots[q][i] = post_read(f, 100u * q + (unsigned int)i, BUF + 0x10000 * (q + 1) + 512u * i);
+	}
+	use_queue(f, 0);
+	kick(f);
+	use_queue(f, 1);
+	kick(f);
+	run_until(f, N + 1);
+	use_queue(f, 0);
+	run_until(f, N);
+	run_a_while(f);
+	for (unsigned int q = 0; q < 2; q++) {
+		use_queue(f, q);
+		for (int k = 0; k < N; k++) {
+			uint16_t id = (uint16_t)le32toh(f->used->ring[(k + q) % QSZ].id);
+			bool mine = false;
+
+			for (int i = 0; i < N; i++)
+				mine |= id == slots[q][i];
+			assert_true(mine);
+		}
+		for (int i = 0; i < N; i++) {
+			char want[16];
+
+			snprintf(want, sizeof(want), "S%u", 100u * q + (unsigned int)i);
+			assert_int_equal(*(uint8_t *)gp(f, STATUS + slots[q][i], 1), VIRTIO_BLK_S_OK);
+			assert_string_equal((char *)gp(f, BUF + 0x10000 * (q + 1) + 512u * i, 8), want);
+		}
+	}
+	assert_true(irqs_on(f, 0) >= 1);
+	assert_true(irqs_on(f, 1) >= 1);
+	virtio_blk_stats(f->blk, &st);
+	assert_int_equal(st.num_queues, 2);
+	assert_int_equal(st.queue_reqs[0], N);
+	assert_int_equal(st.queue_reqs[1], N + 1);
+	assert_int_equal(st.read_reqs, 2 * N + 1);
+	assert_int_equal(st.inflight, 0);
+}
+
+/* Notifies for queues the device does not have, or has but the driver left off: ignored. */
+static void test_mq_hostile_notify(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_dev *vd = f->vp->vd;
+	uint16_t idx;
+
+	driver_init(f, 0);
+	use_queue(f, 1);
+	post_read(f, 9, BUF);
+	/* A kick on queue 0's address does not serve queue 1. */
+	use_queue(f, 0);
+	kick(f);
+	run_a_while(f);
+	use_queue(f, 1);
+	assert_int_equal(le16toh(f->used->idx), 0);
+	/* Past the notify area (queue 2, 63, the area's last bytes): not a queue at all. */
+	for (unsigned int q = 2; q < 64; q += 61) {
+		idx = (uint16_t)q;
+		virtio_pci_bar_write(f->vp, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * q, &idx, 2);
+	}
+	idx = 0xffff;
+	virtio_pci_bar_write(f->vp, VIRTIO_PCI_NOTIFY_OFF + 0xffe, &idx, 2);
+	/* The transport's kick entry point and the device's own notify op, out of range. */
+	virtio_pci_kick(f->vp, 2);
+	virtio_pci_kick(f->vp, VIRTIO_MAX_QUEUES);
+	virtio_pci_kick(f->vp, ~0u);
+	pthread_mutex_lock(&vd->lock);
+	vd->ops->queue_notify(vd, 2);
+	vd->ops->queue_notify(vd, BLK_MAX_QUEUES + 5);
+	pthread_mutex_unlock(&vd->lock);
+	run_a_while(f);
+	assert_int_equal(le16toh(f->used->idx), 0);
+	assert_false(needs_reset(f));
+	/* Its own kick serves it. */
+	kick(f);
+	run_until(f, 1);
+	assert_string_equal((char *)gp(f, BUF, 4), "S9");
+
+	/* A driver that uses only queue 0 (fewer CPUs than queues): queue 1's kicks are ignored. */
+	wr(f, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	f->enable_mask = 1;
+	driver_init(f, 0);
+	use_queue(f, 1);
+	post_read(f, 3, BUF);
+	kick(f);
+	run_a_while(f);
+	assert_int_equal(le16toh(f->used->idx), 0);
+	use_queue(f, 0);
+	assert_int_equal(blk_read(f, 4, BUF + 512, 512), VIRTIO_BLK_S_OK);
+	assert_string_equal((char *)gp(f, BUF + 512, 4), "S4");
+	assert_false(needs_reset(f));
+}
+
+/* Quiesce (before migration's final stop) waits for requests in flight on every queue. */
+static void test_mq_quiesce_drains_all_queues(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_stats st;
+
+	driver_init(f, 0);
+	for (unsigned int q = 0; q < 2; q++) {
+		use_queue(f, q);
+		for (int i = 0; i < 4; i++) {
+			uint16_t slot = f->next_desc;
+
+			hdr_at(f, slot, VIRTIO_BLK_T_IN, 8u * i);
+			post(f, (struct d[]){ { HDR + 16u * slot, 16, false },
+					      { BUF + 0x40000 * q + 65536u * i, 65536, true },
+					      { STATUS + slot, 1, true } }, 3);
+		}
+		virtio_pci_kick(f->vp, q);		/* submitted, completions not reaped yet */
+	}
+	virtio_blk_stats(f->blk, &st);
+	assert_int_equal(st.inflight, 8);
+	assert_int_equal(virtio_blk_quiesce(f->blk, 5000), 0);
+	virtio_blk_stats(f->blk, &st);
+	assert_int_equal(st.inflight, 0);
+	assert_int_equal(st.queue_reqs[0], 4);
+	assert_int_equal(st.queue_reqs[1], 4);
+	for (unsigned int q = 0; q < 2; q++) {
+		use_queue(f, q);
+		assert_int_equal(le16toh(f->used->idx), 4);
+	}
+	virtio_blk_resume(f->blk);
+}
+
+/* A second device on @pb for the same image (the first one destroyed or no_lock). */
+static struct virtio_blk *new_dev(struct fx *f, struct pci_bus *pb, unsigned int nq)
+{
+	struct virtio_pci_env env = { .pci = pb, .irq = &f->irq, .loop = &f->loop, .vm_fd = -1 };
+	struct virtio_blk_opts o = { .path = f->path, .id = "blk0", .num_queues = nq, .no_lock = true };
+	struct virtio_blk *b;
+	char err[256];
+
+	assert_int_equal(virtio_blk_create(&env, &f->mem, &o, &b, err, sizeof(err)), 0);
+	return b;
+}
+
+/* Put a device back into the fixture (teardown destroys it). */
+static void refill_fx(struct fx *f)
+{
+	struct virtio_pci_env env = { .pci = &f->pb, .irq = &f->irq, .loop = &f->loop, .vm_fd = -1 };
+	struct virtio_blk_opts o = { .path = f->path, .id = "blk0", .num_queues = f->nq };
+	char err[256];
+
+	assert_int_equal(virtio_blk_create(&env, &f->mem, &o, &f->blk, err, sizeof(err)), 0);
+	f->vp = f->pb.slots[1]->opaque;
+}
+
+/* The transport of the (only) device on @pb: its status register, as the guest reads it. */
+static uint8_t bus_dev_status(struct pci_bus *pb)
+{
+	struct virtio_pci *vp = pb->slots[1]->opaque;
+
+	return vp->vd->status;
+}
+
+/* Save @blk's section (quiesced through the registry) into *buf / *len. */
+static void save_section(struct virtio_blk *blk, uint8_t **buf, size_t *len)
+{
+	struct state_registry reg = { 0 };
+	struct state_mem_sink sink;
+
+	assert_int_equal(virtio_blk_register_state(blk, &reg), 0);
+	assert_int_equal(state_quiesce_all(&reg), 0);
+	state_mem_sink_init(&sink);
+	assert_int_equal(state_save_all(&reg, &sink.sink), 0);
+	state_registry_destroy(&reg);
+	*buf = sink.buf;
+	*len = sink.len;
+}
+
+static int load_section(struct virtio_blk *blk, const uint8_t *buf, size_t len)
+{
+	struct state_registry reg = { 0 };
+	int ret;
+
+	assert_int_equal(virtio_blk_register_state(blk, &reg), 0);
+	ret = state_load_buf(&reg, buf, len, NULL);
+	state_registry_destroy(&reg);
+	return ret;
+}
+
+/* Requests waiting on both queues across save/load: each served on its queue afterwards. */
+static void test_mq_state_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct pci_bus pb2;
+	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM, .irq = &f->irq };
+	struct virtio_blk *b2;
+	struct virtio_blk_state *st = malloc(sizeof(*st));
+	uint8_t *buf;
+	size_t len;
+
+	assert_non_null(st);
+	driver_init(f, 0);
+	use_queue(f, 1);
+	assert_int_equal(blk_read(f, 1, BUF, 512), VIRTIO_BLK_S_OK);	/* queue 1 at index 1 */
+	use_queue(f, 0);
+	assert_int_equal(virtio_blk_quiesce(f->blk, 1000), 0);
+	post_read(f, 20, BUF + 0x1000);
+	kick(f);
+	use_queue(f, 1);
+	post_read(f, 21, BUF + 0x2000);
+	kick(f);
+	run_a_while(f);						/* held back: quiesced */
+	assert_int_equal(le16toh(f->used->idx), 1);
+	assert_int_equal(virtio_blk_save(f->blk, st), 0);
+	assert_int_equal(st->num_queues, 2);
+	assert_int_equal(st->vq[0].last_avail_idx, 0);
+	assert_int_equal(st->vq[1].last_avail_idx, 1);
+	assert_int_equal(st->vq[1].desc, DESC1);
+	assert_int_equal(st->transport.q[1].msix_vector, 1);
+	save_section(f->blk, &buf, &len);
+	virtio_blk_destroy(f->blk);
+	f->blk = NULL;
+
+	assert_int_equal(pci_init(&pb2, &penv), 0);
+	b2 = new_dev(f, &pb2, 2);
+	assert_int_equal(load_section(b2, buf, len), 0);
+	f->vp = pb2.slots[1]->opaque;				/* kicks reach the new device */
+	run_until(f, 2);					/* queue 1 (current) */
+	assert_string_equal((char *)gp(f, BUF + 0x2000, 4), "S21");
+	assert_int_equal(le32toh(f->used->ring[1].id), SLOT1 + 3);	/* 3 descriptors each */
+	use_queue(f, 0);
+	run_until(f, 1);
+	assert_string_equal((char *)gp(f, BUF + 0x1000, 4), "S20");
+	/* And both keep working on the destination. */
+	assert_int_equal(blk_read(f, 22, BUF, 512), VIRTIO_BLK_S_OK);
+	use_queue(f, 1);
+	assert_int_equal(blk_read(f, 23, BUF + 512, 512), VIRTIO_BLK_S_OK);
+	assert_string_equal((char *)gp(f, BUF + 512, 4), "S23");
+	virtio_blk_destroy(b2);
+	pci_destroy(&pb2);
+	free(buf);
+	free(st);
+	refill_fx(f);
+}
+
+/* A stream's queue count must be the destination device's: 2 -> 1, 2 -> 3, 1 -> 2 refused. */
+static void test_mq_count_mismatch(void **state)
+{
+	struct fx *f = *state;
+	struct pci_bus pb2;
+	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM, .irq = &f->irq };
+	struct virtio_blk *b;
+	struct virtio_blk_state *st = malloc(sizeof(*st));
+	uint8_t *buf, *buf1;
+	size_t len, len1;
+
+	assert_non_null(st);
+	driver_init(f, 0);
+	save_section(f->blk, &buf, &len);
+	assert_int_equal(pci_init(&pb2, &penv), 0);
+	for (unsigned int nq = 1; nq <= 3; nq += 2) {
+		b = new_dev(f, &pb2, nq);
+		assert_int_equal(load_section(b, buf, len), -EINVAL);
+		/* Refused before the transport changed: the device is as created. */
+		assert_int_equal(bus_dev_status(&pb2), 0);
+		virtio_blk_destroy(b);
+	}
+	assert_int_equal(virtio_blk_save(f->blk, st), 0);
+	b = new_dev(f, &pb2, 1);
+	assert_int_equal(virtio_blk_load(b, st), -EINVAL);
+	virtio_blk_destroy(b);
+
+	/* A one-queue source (an older vmm, or --cpus 1) into a two-queue destination. */
+	b = new_dev(f, &pb2, 1);
+	save_section(b, &buf1, &len1);
+	virtio_blk_destroy(b);
+	b = new_dev(f, &pb2, 2);
+	assert_int_equal(load_section(b, buf1, len1), -EINVAL);
+	virtio_blk_destroy(b);
+	b = new_dev(f, &pb2, 2);
+	assert_int_equal(load_section(b, buf, len), 0);			/* the right count loads */
+	virtio_blk_destroy(b);
+	pci_destroy(&pb2);
+	free(buf);
+	free(buf1);
+	free(st);
+}
+
+/*
+ * Hand-made "virtio-blk" sections: what a vmm from before multi-queue wrote (tags 1-4 only),
+ * and broken multi-queue shapes a hostile or corrupt stream could carry.
+ */
+enum { OLD_V1, BAD_NO_MORE, BAD_INDEX_0, BAD_INDEX_16, BAD_ZERO_QUEUES, BAD_REPEATED,
+       BAD_TOO_MANY };
+static int fake_mode;
+
+static int fake_quiesce(void *opaque)
+{
+	return virtio_blk_quiesce(opaque, 1000);
+}
+
+static int fake_save(void *opaque, struct state_writer *w)
+{
+	struct virtio_blk_state *st = malloc(sizeof(*st));
+	const uint16_t R = STATE_F_REQUIRED;
+
+	assert_non_null(st);
+	assert_int_equal(virtio_blk_save(opaque, st), 0);
+	virtio_pci_state_write_nest(w, 1, &st->transport);
+	virtio_vq_state_write_nest(w, 2, &st->vq[0]);
+	sw_u64(w, 3, st->capacity, R);
+	sw_u8(w, 4, st->read_only, R);
+	switch (fake_mode) {
+	case BAD_NO_MORE:	sw_u16(w, 5, 2, 0); break;
+	case BAD_INDEX_0:	sw_u16(w, 5, 2, 0); virtio_vq_state_write_indexed(w, 6, 0, &st->vq[0]); break;
+	case BAD_INDEX_16:	sw_u16(w, 5, 2, 0); virtio_vq_state_write_indexed(w, 6, 16, &st->vq[0]); break;
+	case BAD_ZERO_QUEUES:	sw_u16(w, 5, 0, 0); break;
+	case BAD_REPEATED:
+		sw_u16(w, 5, 3, 0);
+		virtio_vq_state_write_indexed(w, 6, 1, &st->vq[0]);
+		virtio_vq_state_write_indexed(w, 6, 1, &st->vq[0]);
+		break;
+	case BAD_TOO_MANY:	sw_u16(w, 5, BLK_MAX_QUEUES + 1, 0); break;
+	default:		break;
+	}
+	free(st);
+	return sw_error(w);
+}
+
+/* Only the saving side uses fake_ops; the registry wants a load anyway. */
+static int fake_load(void *opaque, struct state_reader *r, uint16_t version)
+{
+	return -EPROTO;
+}
+
+static void test_mq_old_and_broken_streams(void **state)
+{
+	static const struct state_ops fake_ops = { .name = "virtio-blk", .version = 1,
+		.min_version = 1, .quiesce = fake_quiesce, .save = fake_save, .load = fake_load };
+	struct fx *f = *state;
+	struct pci_bus pb2;
+	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM, .irq = &f->irq };
+	struct virtio_blk *b;
+
+	driver_init(f, 0);
+	assert_int_equal(blk_read(f, 7, BUF, 512), VIRTIO_BLK_S_OK);
+	post_read(f, 30, BUF + 0x1000);
+	assert_int_equal(pci_init(&pb2, &penv), 0);
+	for (fake_mode = OLD_V1; fake_mode <= BAD_TOO_MANY; fake_mode++) {
+		struct state_registry reg = { 0 };
+		struct state_mem_sink sink;
+
+		assert_int_equal(state_register(&reg, "blk0", &fake_ops, f->blk), 0);
+		assert_int_equal(state_quiesce_all(&reg), 0);
+		state_mem_sink_init(&sink);
+		assert_int_equal(state_save_all(&reg, &sink.sink), 0);
+		state_registry_destroy(&reg);
+		virtio_blk_resume(f->blk);
+		b = new_dev(f, &pb2, 1);
+		if (fake_mode == OLD_V1) {
+			/* Loads as one queue; the request posted before the save is served. */
+			assert_int_equal(load_section(b, sink.buf, sink.len), 0);
+			run_until(f, 2);
+			assert_string_equal((char *)gp(f, BUF + 0x1000, 4), "S30");
+		} else {
+			assert_int_equal(load_section(b, sink.buf, sink.len), -EBADMSG);
+			assert_int_equal(bus_dev_status(&pb2), 0);
+		}
+		virtio_blk_destroy(b);
+		free(sink.buf);
+	}
+	pci_destroy(&pb2);
 }
 
 /* Without FLUSH negotiated the device writes through (fdatasync per write); still correct. */
@@ -985,6 +1504,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_state_section, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_no_flush_feature, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_direct, setup_direct, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_config, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_completes_on_own_queue, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_hostile_notify, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_quiesce_drains_all_queues, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_state_round_trip, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_count_mismatch, setup_mq, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_old_and_broken_streams, setup_rw, teardown),
 		cmocka_unit_test(test_image_layer),
 		cmocka_unit_test(test_create_errors),
 	};

@@ -834,8 +834,6 @@ int virtio_balloon_load(struct virtio_balloon *b, const struct virtio_balloon_st
 
 enum { BAL_T_TRANSPORT = 1, BAL_T_VQ, BAL_T_NUM_PAGES, BAL_T_ACTUAL, BAL_T_STATS_HELD,
        BAL_T_STATS_HEAD, BAL_T_STATS_VALID, BAL_T_STATS, BAL_T_STATS_TIME, BAL_T_STATS_UPDATES };
-/* A queue nest: its index at tag 1, then virtio_vq_state_write's fields from tag 2. */
-enum { VQ_T_INDEX = 1, VQ_T_FIRST };
 
 static int balloon_state_save(void *opaque, struct state_writer *w)
 {
@@ -847,12 +845,9 @@ static int balloon_state_save(void *opaque, struct state_writer *w)
 		return -ENOMEM;
 	virtio_balloon_save(opaque, st);
 	ret = virtio_pci_state_write_nest(w, BAL_T_TRANSPORT, &st->transport);
-	for (unsigned int q = 0; q < BALLOON_NR_VQS; q++) {
-		sw_nest_begin(w, BAL_T_VQ, R);
-		sw_u8(w, VQ_T_INDEX, (uint8_t)q, R);
-		virtio_vq_state_write(w, &st->vq[q], VQ_T_FIRST);
-		sw_nest_end(w);
-	}
+	/* A queue nest: its index at tag 1, then virtio_vq_state_write's fields from tag 2. */
+	for (unsigned int q = 0; q < BALLOON_NR_VQS; q++)
+		virtio_vq_state_write_indexed(w, BAL_T_VQ, (uint8_t)q, &st->vq[q]);
 	sw_u32(w, BAL_T_NUM_PAGES, st->num_pages, R);
 	sw_u32(w, BAL_T_ACTUAL, st->actual, R);
 	sw_u8(w, BAL_T_STATS_HELD, st->stats_held, R);
@@ -869,18 +864,10 @@ static int balloon_state_save(void *opaque, struct state_writer *w)
 static int read_vq(struct state_reader *parent, const struct state_field *f,
 		   struct virtio_balloon_state *st, unsigned int *seen)
 {
-	struct state_reader r;
-	struct state_field g;
-	struct vq_state v = { 0 };
-	uint8_t idx = 0xff;
-	int ret = sr_nested(parent, f, &r);
+	struct vq_state v;
+	uint8_t idx;
+	int ret = virtio_vq_state_read_indexed(parent, f, &idx, &v);
 
-	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
-		if (g.tag == VQ_T_INDEX)
-			ret = sr_u8(&g, &idx);
-		else
-			ret = virtio_vq_state_read_field(&r, &g, &v, VQ_T_FIRST);
-	}
 	if (ret < 0)
 		return ret;
 	if (idx >= BALLOON_NR_VQS || (*seen & (1u << idx)))

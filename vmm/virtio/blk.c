@@ -21,8 +21,13 @@
  * before it are dropped instead of returned to the new rings (their buffers stay valid: guest
  * RAM outlives the device, and destroy drains).
  *
- * Queues: one request queue now; struct blk_queue and the per-queue notify path are shaped so
- * VIRTIO_BLK_F_MQ (a queue per vCPU) only has to raise BLK_NR_QUEUES and fill num_queues.
+ * Queues (VIRTIO_BLK_F_MQ, offered when the device has more than one): nr_queues request queues,
+ * fixed at create (the VM gives a disk one per vCPU). Each has its own ring, notify eventfd,
+ * MSI-X vector (the transport's nr_vqs + 1 vectors), request pool, stall/kick state and
+ * in-flight count; a request completes on the queue it came from. All of them are served by
+ * the one main loop: what the guest gains is a ring and an interrupt per vCPU (no shared
+ * submission lock, completions on the submitting CPU), not host threads. blk->inflight is
+ * the sum over the queues, so drain and save cover every queue.
  */
 #define LOG_TAG "virtio-blk"
 #include <endian.h>
@@ -40,7 +45,6 @@
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/blk_req.h"
 
-#define BLK_NR_QUEUES		1
 #define BLK_DRAIN_MS		30000		/* destroy: longest wait for in-flight I/O */
 
 struct blk_queue;
@@ -77,6 +81,8 @@ struct blk_queue {
 	bool stalled;			/* popping stopped: no free request (resumed on completion) */
 	bool kick_pending;		/* kicked while quiesced */
 	bool need_notify;		/* chains pushed since the last interrupt decision (atomic) */
+	uint64_t inflight;		/* this queue's share of blk->inflight */
+	uint64_t completed;		/* chains returned (counters: is the guest spreading?) */
 };
 
 struct virtio_blk {
@@ -92,14 +98,28 @@ struct virtio_blk {
 	bool read_only;
 	uint64_t gen;			/* bumped by reset */
 	bool quiesced;
-	uint64_t inflight;		/* image operations outstanding (including orphans) */
+	uint64_t inflight;		/* image operations outstanding, all queues (incl. orphans) */
 	pthread_cond_t idle;		/* inflight reached 0 (with vd.lock) */
 	struct virtio_blk_stats st;
-	struct blk_queue q[BLK_NR_QUEUES];
+	unsigned int nr_queues;		/* 1..BLK_MAX_QUEUES, fixed at create */
+	struct blk_queue *q;		/* [nr_queues] */
 };
 
 static void process_queue(struct blk_queue *q);
 static void req_done(struct image_io *io, int res);
+
+/* One image operation more / less in flight on @q (vd.lock held). */
+static void inflight_inc(struct blk_queue *q)
+{
+	q->inflight++;
+	q->blk->inflight++;
+}
+
+static void inflight_dec(struct blk_queue *q)
+{
+	q->inflight--;
+	q->blk->inflight--;
+}
 
 /* ---- request processing (vd.lock held) ---- */
 
@@ -137,6 +157,7 @@ static void req_complete(struct blk_queue *q, struct blk_req *r, uint8_t status)
 	 * migration resend a few more bytes (vq_push marks [0, len) dirty).
 	 */
 	vq_push(&q->vq, &r->ch, r->ch.in_len);
+	q->completed++;
 	__atomic_store_n(&q->need_notify, true, __ATOMIC_RELAXED);
 	req_free(q, r);
 }
@@ -212,7 +233,7 @@ static bool handle_req(struct blk_queue *q, struct blk_req *r)
 		status = VIRTIO_BLK_S_IOERR;
 		goto done;
 	}
-	blk->inflight++;
+	inflight_inc(q);
 	return true;
 
 done:
@@ -228,7 +249,7 @@ static void req_done(struct image_io *io, int res)
 	struct virtio_blk *blk = q->blk;
 
 	pthread_mutex_lock(&blk->vd.lock);
-	blk->inflight--;
+	inflight_dec(q);
 	if (r->gen != blk->gen) {
 		/* Started before a reset: the rings it came from are gone. */
 		req_free(q, r);
@@ -239,7 +260,7 @@ static void req_done(struct image_io *io, int res)
 		r->cur_range++;
 		res = submit_range(r);
 		if (res == 0) {
-			blk->inflight++;
+			inflight_inc(q);
 			goto out;
 		}
 	}
@@ -300,7 +321,7 @@ static void blk_before_wait(struct evloop *l, void *opaque)
 {
 	struct virtio_blk *blk = opaque;
 
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
+	for (unsigned int i = 0; i < blk->nr_queues; i++) {
 		struct blk_queue *q = &blk->q[i];
 
 		if (!__atomic_load_n(&q->need_notify, __ATOMIC_RELAXED))
@@ -323,6 +344,12 @@ static uint64_t blk_features(struct virtio_dev *vd)
 		     (1ull << VIRTIO_BLK_F_TOPOLOGY) |
 		     (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 
+	/*
+	 * Only with several queues: a one-queue disk looks exactly as before MQ existed, so its
+	 * acked features (part of the migration state) are what older vmms offered too.
+	 */
+	if (blk->nr_queues > 1)
+		f |= 1ull << VIRTIO_BLK_F_MQ;
 	if (blk->read_only)
 		f |= 1ull << VIRTIO_BLK_F_RO;
 	else
@@ -347,7 +374,7 @@ static int blk_activate(struct virtio_dev *vd)
 {
 	struct virtio_blk *blk = vd->opaque;
 
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
+	for (unsigned int i = 0; i < blk->nr_queues; i++) {
 		struct blk_queue *q = &blk->q[i];
 		const struct virtio_queue_cfg *c = &vd->vqs[i];
 		struct vq_config cfg = {
@@ -376,7 +403,11 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned int q)
 {
 	struct virtio_blk *blk = vd->opaque;
 
-	if (q < BLK_NR_QUEUES)
+	/*
+	 * The transport only notifies queues it has (nr_vqs = nr_queues); checked again here
+	 * because the index comes from the guest's choice of notify address.
+	 */
+	if (q < blk->nr_queues)
 		process_queue(&blk->q[q]);
 }
 
@@ -386,7 +417,7 @@ static void blk_reset(struct virtio_dev *vd)
 
 	/* In-flight requests finish in the background and are dropped (see the file comment). */
 	blk->gen++;
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
+	for (unsigned int i = 0; i < blk->nr_queues; i++) {
 		vq_reset(&blk->q[i].vq);
 		blk->q[i].stalled = blk->q[i].kick_pending = false;
 		__atomic_store_n(&blk->q[i].need_notify, false, __ATOMIC_RELAXED);
@@ -445,17 +476,40 @@ static int drain_locked(struct virtio_blk *blk, unsigned int timeout_ms)
 	return 0;
 }
 
+/* "q0 3, q2 1": the queues with requests in flight, for a drain that timed out (vd.lock held). */
+static void inflight_by_queue(const struct virtio_blk *blk, char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (unsigned int i = 0; i < blk->nr_queues && at < len; i++) {
+		int n;
+
+		if (!blk->q[i].inflight)
+			continue;
+		n = snprintf(buf + at, len - at, "%sq%u %" PRIu64, at ? ", " : "", i,
+			     blk->q[i].inflight);
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+}
+
 int virtio_blk_quiesce(struct virtio_blk *blk, unsigned int timeout_ms)
 {
+	char where[256];
+	uint64_t left;
 	int ret;
 
 	pthread_mutex_lock(&blk->vd.lock);
 	blk->quiesced = true;
 	ret = drain_locked(blk, timeout_ms);
+	left = blk->inflight;
+	inflight_by_queue(blk, where, sizeof(where));
 	pthread_mutex_unlock(&blk->vd.lock);
 	if (ret < 0)
-		log_err("%s: %" PRIu64 " requests still in flight after %u ms", blk->id,
-			blk->inflight, timeout_ms);
+		log_err("%s: %" PRIu64 " requests still in flight after %u ms (%s)", blk->id, left,
+			timeout_ms, where[0] ? where : "orphans of a reset");
 	return ret;
 }
 
@@ -465,7 +519,7 @@ static void resume_on_loop(void *opaque)
 
 	pthread_mutex_lock(&blk->vd.lock);
 	blk->quiesced = false;
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
+	for (unsigned int i = 0; i < blk->nr_queues; i++) {
 		struct blk_queue *q = &blk->q[i];
 
 		if (q->kick_pending && blk->vd.active) {
@@ -496,16 +550,31 @@ int virtio_blk_save(struct virtio_blk *blk, struct virtio_blk_state *st)
 			blk->inflight);
 		return -EBUSY;
 	}
-	vq_save(&blk->q[0].vq, &st->vq);
+	st->num_queues = (uint16_t)blk->nr_queues;
+	for (unsigned int i = 0; i < blk->nr_queues; i++)
+		vq_save(&blk->q[i].vq, &st->vq[i]);
 	st->capacity = blk->capacity;
 	st->read_only = blk->read_only;
 	pthread_mutex_unlock(&blk->vd.lock);
 	return 0;
 }
 
+/* Restore queue @i from @v; the ring must be the one the transport state describes. */
+static int load_queue(struct virtio_blk *blk, unsigned int i, const struct vq_state *v)
+{
+	const struct virtio_queue_cfg *c = &blk->vd.vqs[i];
+
+	if (!blk->vd.active || !v->enabled)
+		return 0;
+	if (!c->enabled || v->size != c->size || v->desc != c->desc || v->avail != c->driver ||
+	    v->used != c->device)
+		return -EINVAL;
+	return vq_restore(&blk->q[i].vq, blk->vd.mem, v, blk->q[i].name);
+}
+
 int virtio_blk_load(struct virtio_blk *blk, const struct virtio_blk_state *st)
 {
-	int ret;
+	int ret = 0;
 
 	if (st->capacity != blk->capacity || st->read_only != blk->read_only) {
 		log_err("%s: saved disk has %" PRIu64 " sectors%s, this one %" PRIu64 "%s", blk->id,
@@ -513,28 +582,29 @@ int virtio_blk_load(struct virtio_blk *blk, const struct virtio_blk_state *st)
 			blk->read_only ? " (ro)" : "");
 		return -EINVAL;
 	}
-	ret = virtio_pci_load(blk->vp, &st->transport);	/* re-activates: fresh queue */
+	/* Before the transport, whose own check would only say it "does not fit". */
+	if (st->num_queues != blk->nr_queues) {
+		log_err("%s: saved disk has %u queues, this one %u (start the destination with the "
+			"same --cpus, or --disk ...,queues=%u)", blk->id, st->num_queues,
+			blk->nr_queues, st->num_queues);
+		return -EINVAL;
+	}
+	ret = virtio_pci_load(blk->vp, &st->transport);	/* re-activates: fresh queues */
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&blk->vd.lock);
 	blk->quiesced = false;
-	if (blk->vd.active && st->vq.enabled) {
-		/* The ring must be the one the transport state describes. */
-		const struct virtio_queue_cfg *c = &blk->vd.vqs[0];
-
-		if (st->vq.size != c->size || st->vq.desc != c->desc || st->vq.avail != c->driver ||
-		    st->vq.used != c->device)
-			ret = -EINVAL;
-		else
-			ret = vq_restore(&blk->q[0].vq, blk->vd.mem, &st->vq, blk->q[0].name);
+	for (unsigned int i = 0; i < blk->nr_queues && ret == 0; i++) {
+		ret = load_queue(blk, i, &st->vq[i]);
 		if (ret < 0) {
-			log_err("%s: saved queue state does not match its configuration", blk->id);
+			log_err("%s: saved state of queue %u does not match its configuration",
+				blk->id, i);
 			virtio_dev_needs_reset(&blk->vd);
 		}
 	}
 	pthread_mutex_unlock(&blk->vd.lock);
-	if (ret == 0)
-		virtio_pci_kick(blk->vp, 0);
+	for (unsigned int i = 0; i < blk->nr_queues && ret == 0; i++)
+		virtio_pci_kick(blk->vp, i);
 	return ret;
 }
 
@@ -557,7 +627,7 @@ static void build_config(struct virtio_blk *blk)
 	cs->alignment_offset = 0;
 	cs->min_io_size = htole16((uint16_t)(1u << exp));	/* in logical blocks */
 	cs->opt_io_size = htole32(0);
-	cs->num_queues = htole16(BLK_NR_QUEUES);
+	cs->num_queues = htole16((uint16_t)blk->nr_queues);	/* read only with MQ */
 	if (!blk->read_only) {
 		cs->max_discard_sectors = htole32(BLK_DWZ_SECTORS_MAX);
 		cs->max_discard_seg = htole32(BLK_DWZ_SEG_MAX);
@@ -575,11 +645,17 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 	struct image_config icfg = { .path = opts->path, .read_only = opts->read_only,
 				     .direct = opts->direct, .no_lock = opts->no_lock };
 	const char *serial = opts->serial ? opts->serial : opts->id;
+	unsigned int nq = opts->num_queues ? opts->num_queues : 1;
 	struct virtio_blk *blk;
 	int ret;
 
 	if (!env->loop || !opts->path || !opts->id) {
 		snprintf(err, errlen, "disk: no event loop, path or id");
+		return -EINVAL;
+	}
+	if (nq > BLK_MAX_QUEUES) {
+		snprintf(err, errlen, "disk %s: %u queues, at most %u", opts->path, nq,
+			 BLK_MAX_QUEUES);
 		return -EINVAL;
 	}
 	if (strlen(serial) > VIRTIO_BLK_ID_BYTES) {
@@ -588,10 +664,14 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 		return -EINVAL;
 	}
 	blk = calloc(1, sizeof(*blk));
-	if (!blk) {
+	if (blk)
+		blk->q = calloc(nq, sizeof(*blk->q));
+	if (!blk || !blk->q) {
+		free(blk);
 		snprintf(err, errlen, "disk %s: %s", opts->path, strerror(ENOMEM));
 		return -ENOMEM;
 	}
+	blk->nr_queues = nq;
 	snprintf(blk->id, sizeof(blk->id), "%s", opts->id);
 	memcpy(blk->serial, serial, strlen(serial));	/* NUL-padded (calloc), maybe unterminated */
 	blk->loop = env->loop;
@@ -604,7 +684,7 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 	ret = -pthread_cond_init(&blk->idle, NULL);
 	if (ret < 0)
 		goto err_image;
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++) {
+	for (unsigned int i = 0; i < nq; i++) {
 		struct blk_queue *q = &blk->q[i];
 
 		q->blk = blk;
@@ -613,6 +693,7 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 		q->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*q->reqs));
 		if (!q->reqs) {
 			ret = -ENOMEM;
+			snprintf(err, errlen, "disk %s: %s", opts->path, strerror(ENOMEM));
 			goto err_queues;
 		}
 		for (unsigned int j = BLK_QUEUE_SIZE; j-- > 0;) {
@@ -624,7 +705,7 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 	blk->vd.id = blk->id;
 	blk->vd.device_type = VIRTIO_ID_BLOCK;
 	blk->vd.ops = &blk_ops;
-	blk->vd.nr_vqs = BLK_NR_QUEUES;
+	blk->vd.nr_vqs = nq;		/* the transport sizes notify area and MSI-X (nq + 1) on it */
 	blk->vd.config_len = offsetof(struct virtio_blk_config, max_secure_erase_sectors);
 	blk->vd.mem = mem;
 	blk->vd.opaque = blk;
@@ -641,19 +722,21 @@ int virtio_blk_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 	}
 	blk->hook = (struct ev_hook){ .fn = blk_before_wait, .opaque = blk };
 	evloop_before_wait_add(env->loop, &blk->hook);
-	log_info("%s: %s, %" PRIu64 " sectors, block %u/%u%s%s", blk->id, opts->path,
+	log_info("%s: %s, %" PRIu64 " sectors, block %u/%u, %u queue%s%s%s", blk->id, opts->path,
 		 blk->capacity, image_block_size(blk->img), image_physical_block_size(blk->img),
-		 blk->read_only ? ", read-only" : "", image_direct(blk->img) ? ", O_DIRECT" : "");
+		 nq, nq > 1 ? "s" : "", blk->read_only ? ", read-only" : "",
+		 image_direct(blk->img) ? ", O_DIRECT" : "");
 	*out = blk;
 	return 0;
 
 err_queues:
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++)
+	for (unsigned int i = 0; i < nq; i++)
 		free(blk->q[i].reqs);
 	pthread_cond_destroy(&blk->idle);
 err_image:
 	image_close(blk->img);
 err_free:
+	free(blk->q);
 	free(blk);
 	return ret;
 }
@@ -683,6 +766,17 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 			 s->flush_reqs, s->discard_reqs, s->discard_bytes, s->write_zeroes_reqs,
 			 s->write_zeroes_bytes, s->get_id_reqs, s->ioerr, s->unsupp, is.direct_ops,
 			 is.buffered_ops);
+		if (blk->nr_queues > 1) {
+			char per[BLK_MAX_QUEUES * 24];
+			size_t at = 0;
+
+			/* Its own line: the one above is parsed by tests, field by field. */
+			for (unsigned int i = 0; i < blk->nr_queues && at < sizeof(per); i++)
+				at += (size_t)snprintf(per + at, sizeof(per) - at, " %" PRIu64,
+						       blk->q[i].completed);
+			log_info("%s: queues %u, requests completed per queue:%s", blk->id,
+				 blk->nr_queues, per);
+		}
 	}
 	evloop_before_wait_del(blk->loop, &blk->hook);
 	virtio_pci_remove(blk->vp);
@@ -692,10 +786,11 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 			blk->inflight);
 		return;
 	}
-	for (unsigned int i = 0; i < BLK_NR_QUEUES; i++)
+	for (unsigned int i = 0; i < blk->nr_queues; i++)
 		free(blk->q[i].reqs);
 	pthread_cond_destroy(&blk->idle);
 	image_close(blk->img);
+	free(blk->q);
 	free(blk);
 }
 
@@ -705,6 +800,9 @@ void virtio_blk_stats(struct virtio_blk *blk, struct virtio_blk_stats *st)
 	*st = blk->st;
 	st->inflight = blk->inflight;
 	st->capacity = blk->capacity;
+	st->num_queues = blk->nr_queues;
+	for (unsigned int i = 0; i < blk->nr_queues; i++)
+		st->queue_reqs[i] = blk->q[i].completed;
 	st->read_only = blk->read_only;
 	st->direct = image_direct(blk->img);
 	pthread_mutex_unlock(&blk->vd.lock);

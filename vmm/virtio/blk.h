@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-blk (virtio 1.2 §5.2) on the virtio-pci transport, backed by a raw image
- * (storage/image.h) through the main loop's io_uring. Several instances per VM (blk0, blk1...).
+ * (storage/image.h) through the main loop's io_uring. Several instances per VM (blk0, blk1...),
+ * each with 1..BLK_MAX_QUEUES request queues (VIRTIO_BLK_F_MQ when more than one).
  */
 #ifndef VMM_VIRTIO_BLK_H
 #define VMM_VIRTIO_BLK_H
@@ -18,6 +19,13 @@
 struct guest_mem;
 struct virtio_blk;
 
+/*
+ * Request queues per device. The VM gives a disk one per vCPU (vm_devices.c), so each vCPU's
+ * block layer context has its own ring and interrupt vector; past 16 the guest gains little
+ * and every queue costs a request pool (~1 MiB resident, blk.c).
+ */
+#define BLK_MAX_QUEUES		16
+
 struct virtio_blk_opts {
 	const char *path;		/* raw image: regular file or block device */
 	const char *id;			/* stable device id, e.g. "blk0" (state section, logs) */
@@ -26,6 +34,7 @@ struct virtio_blk_opts {
 	const char *serial;		/* GET_ID answer, up to 20 bytes; NULL: the id */
 	bool no_lock;			/* don't lock the image (migration destination on the
 					   same host: the source holds the lock until it exits) */
+	unsigned int num_queues;	/* request queues, 1..BLK_MAX_QUEUES; 0 means 1 */
 };
 
 /*
@@ -54,8 +63,10 @@ struct virtio_blk_stats {
 	uint64_t get_id_reqs;
 	uint64_t ioerr;			/* requests completed with VIRTIO_BLK_S_IOERR */
 	uint64_t unsupp;		/* ... with VIRTIO_BLK_S_UNSUPP */
-	uint64_t inflight;		/* submitted to the image, not completed */
+	uint64_t inflight;		/* submitted to the image, not completed (all queues) */
 	uint64_t capacity;		/* sectors */
+	unsigned int num_queues;
+	uint64_t queue_reqs[BLK_MAX_QUEUES];	/* requests completed per queue [0, num_queues) */
 	bool read_only, direct;
 };
 /* Any thread (takes the device lock briefly). */
@@ -66,7 +77,7 @@ const char *virtio_blk_id(const struct virtio_blk *blk);
 
 /*
  * Register the device's state section ("virtio-blk" v1, TLV fields of struct virtio_blk_state;
- * blk_state.c) under its id. Its quiesce drains and then holds new requests back (so nothing
+ * blk_state.c) under its id. A stream with another queue count than this device's is refused. Its quiesce drains and then holds new requests back (so nothing
  * touches guest RAM or the image after the final RAM pass): a caller that resumes the vCPUs
  * after a failed migration must also call virtio_blk_resume(), or the disk stays stopped.
  * 0 or state_register()'s -errno.
@@ -89,7 +100,8 @@ void virtio_blk_resume(struct virtio_blk *blk);
 /* Saved state: transport + queue indices + the config space the guest saw (plain struct). */
 struct virtio_blk_state {
 	struct virtio_pci_state transport;
-	struct vq_state vq;
+	uint16_t num_queues;		/* load refuses another count than the device's */
+	struct vq_state vq[BLK_MAX_QUEUES];	/* [0, num_queues) */
 	uint64_t capacity;		/* sectors: load refuses a different-sized image */
 	uint8_t read_only;
 };
@@ -97,9 +109,9 @@ struct virtio_blk_state {
 /* Quiesced, vCPUs paused. -EBUSY if requests are still in flight. */
 int  virtio_blk_save(struct virtio_blk *blk, struct virtio_blk_state *st);
 /*
- * Load into a freshly created device on the same image (same capacity and read-only flag).
- * Validates everything (untrusted), then kicks the queue so requests posted before the save
- * are served. vCPUs paused, main loop. 0 or -EINVAL.
+ * Load into a freshly created device on the same image (same capacity, read-only flag and
+ * queue count). Validates everything (untrusted), then kicks every queue so requests posted
+ * before the save are served. vCPUs paused, main loop. 0 or -EINVAL.
  */
 int  virtio_blk_load(struct virtio_blk *blk, const struct virtio_blk_state *st);
 

@@ -257,3 +257,32 @@ int virtio_vq_state_read_nest(const struct state_reader *parent, const struct st
 		ret = virtio_vq_state_read_field(&r, &g, vq, 1);
 	return ret;
 }
+
+enum { VQI_T_INDEX = 1, VQI_T_FIRST };
+
+void virtio_vq_state_write_indexed(struct state_writer *w, uint16_t tag, uint8_t index,
+				   const struct vq_state *vq)
+{
+	sw_nest_begin(w, tag, STATE_F_REQUIRED);
+	sw_u8(w, VQI_T_INDEX, index, STATE_F_REQUIRED);
+	virtio_vq_state_write(w, vq, VQI_T_FIRST);
+	sw_nest_end(w);
+}
+
+int virtio_vq_state_read_indexed(const struct state_reader *parent, const struct state_field *f,
+				 uint8_t *index, struct vq_state *vq)
+{
+	struct state_reader r;
+	struct state_field g;
+	int ret = sr_nested(parent, f, &r);
+
+	memset(vq, 0, sizeof(*vq));
+	*index = 0xff;
+	while (ret == 0 && (ret = sr_next(&r, &g)) > 0) {
+		if (g.tag == VQI_T_INDEX)
+			ret = sr_u8(&g, index);
+		else
+			ret = virtio_vq_state_read_field(&r, &g, vq, VQI_T_FIRST);
+	}
+	return ret;
+}

@@ -47,5 +47,14 @@ int virtio_vq_state_read_field(const struct state_reader *r, const struct state_
 void virtio_vq_state_write_nest(struct state_writer *w, uint16_t tag, const struct vq_state *vq);
 int virtio_vq_state_read_nest(const struct state_reader *parent, const struct state_field *f,
 			      struct vq_state *vq);
+/*
+ * One queue as nested field @tag (required) that carries its own index: u8 @index at tag 1,
+ * the queue's fields from tag 2 (the balloon's queues; virtio-blk's queues after the first).
+ * read: *vq zeroed first, *index 0xff when the nest has none; the caller checks the range.
+ */
+void virtio_vq_state_write_indexed(struct state_writer *w, uint16_t tag, uint8_t index,
+				   const struct vq_state *vq);
+int virtio_vq_state_read_indexed(const struct state_reader *parent, const struct state_field *f,
+				 uint8_t *index, struct vq_state *vq);
 
 #endif
