@@ -5,7 +5,7 @@
 #  3. unit tests (cmocka, ASan build)            — bare machine
 #  4. tests/tiny/*.sh, tests/migrate/*.sh and tests/host/*.sh — bare machine (tiny guests on
 #     any KVM, the kvm detection and probe on this /dev/kvm, the test host's own tests); with
-#     no /dev/kvm at all, tiny and migrate run inside one test host instead
+#     no /dev/kvm at all, tiny and migrate run in the test host instead, a boot per test
 #  5. tests/guest/*.sh, real guests             — directly where /dev/kvm is hardware, else each
 #     inside its own test host boot (tests/lab/run), the same scripts either way
 # Environment: TEST_ONLY="host guest" to pick tiers among unit host guest; JOBS (make -j).
@@ -18,6 +18,41 @@ P=0 F=0 S=0
 add() { P=$((P + $1)); F=$((F + $2)); S=$((S + $3)); }
 step() { echo; echo "=== $*"; }
 t_start=$SECONDS
+
+# lab_each COUNTS TEST...: every test in its own test host boot (tests/lab/run). A test host
+# that crashes or hangs (nested KVM on TCG; see docs/testing.md) costs that test only, and is
+# named as the infrastructure failure it is; the boot costs ~7 s. Such a test is run once more,
+# saying so — a test failing inside a healthy test host is never retried. Writes
+# "passed failed skipped" to COUNTS.
+lab_each() {
+	local counts=$1 t n limit try st a b c lp=0 lf=0 ls=0
+	shift
+	for t in "$@"; do
+		[ -x "$t" ] || continue
+		n=$(basename "$(dirname "$t")")/$(basename "$t" .sh)
+		limit=$(sed -n '1,20s/^# test-timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
+		limit=${TEST_TIMEOUT:-${limit:-600}}
+		for try in 1 2; do
+			rm -f build/lab-out/one.counts
+			tests/lab/run --timeout $((limit + 120)) -- tests/run-tests.sh --counts build/lab-out/one.counts "$t"
+			st=$?
+			[ $st = 125 ] && [ $try = 1 ] && { echo "run-all: TEST HOST CRASHED during $n (infrastructure, not a test result): running $n once more"; continue; }
+			break
+		done
+		if [ -f build/lab-out/one.counts ]; then
+			read -r a b c <build/lab-out/one.counts
+			lp=$((lp + a)) lf=$((lf + b)) ls=$((ls + c))
+		else
+			lf=$((lf + 1))
+			case $st in
+			124) echo "FAIL $n: the test host did not finish within $((limit + 120)) s" ;;
+			125) echo "FAIL $n: TEST HOST CRASHED twice (build/lab-out/crashes.log) — infrastructure failure" ;;
+			*) echo "FAIL $n: the test host ended without a result (exit $st)" ;;
+			esac
+		fi
+	done
+	echo "$lp $lf $ls" >"$counts"
+}
 
 step "dependencies"
 if ! scripts/install-deps.sh; then
@@ -54,20 +89,14 @@ if [[ " $tiers " == *" host "* ]]; then
 	if [ ! -c /dev/kvm ]; then
 		# No KVM at all on this machine (not even an emulation-only one): the tiny guests and
 		# the tiny-guest migration tests (failure injection, stream corruption, snapshots,
-		# netns) run on the test host's KVM instead, all in one boot, rather than not at all.
-		step "tiny guests and tiny-guest migration tests, inside one test host (no /dev/kvm here)"
-		rm -f build/lab-out/tiny.counts
+		# netns) run on the test host's KVM instead, each in its own boot like the real-guest
+		# tier, rather than not at all.
+		step "tiny guests and tiny-guest migration tests, each in a test host boot (no /dev/kvm here)"
 		mkdir -p build/lab-out
-		tests/lab/run --timeout 1500 -- tests/run-tests.sh --counts build/lab-out/tiny.counts tests/tiny tests/migrate
-		st=$?
-		if [ -f build/lab-out/tiny.counts ]; then
-			read -r a b c <build/lab-out/tiny.counts
-			add "$a" "$b" "$c"
-		else
-			[ $st = 125 ] && echo "FAIL tiny tier: TEST HOST CRASHED (build/lab-out/crashes.log) — infrastructure failure"
-			echo "FAIL tiny tier: the test host ended without a result (exit $st)"
-			add 0 1 0
-		fi
+		lab_each build/lab-out/tiny.counts tests/tiny/*.sh tests/migrate/*.sh
+		read -r a b c <build/lab-out/tiny.counts
+		echo "tiny tiers: $a passed, $b failed, $c skipped"
+		add "$a" "$b" "$c"
 	fi
 fi
 
@@ -81,36 +110,8 @@ if [[ " $tiers " == *" guest "* ]]; then
 		tests/run-tests.sh --counts build/lab-out/guest.counts tests/guest
 	else
 		step "real guests, each test in its own test host boot (tests/lab/run)"
-		# One boot per test: a test host that crashes or hangs (nested KVM on TCG; see
-		# docs/testing.md) costs that test only, and is named as the infrastructure failure it
-		# is; the boot costs ~7 s. Such a test is run once more, saying so — a test failing
-		# inside a healthy test host is never retried.
-		gp=0 gf=0 gs=0
-		for t in tests/guest/*.sh; do
-			[ -x "$t" ] || continue
-			n=guest/$(basename "$t" .sh)
-			limit=$(sed -n '1,20s/^# test-timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
-			limit=${TEST_TIMEOUT:-${limit:-600}}
-			for try in 1 2; do
-				rm -f build/lab-out/one.counts
-				tests/lab/run --timeout $((limit + 120)) -- tests/run-tests.sh --counts build/lab-out/one.counts "$t"
-				st=$?
-				[ $st = 125 ] && [ $try = 1 ] && { echo "run-all: TEST HOST CRASHED during $n (infrastructure, not a test result): running $n once more"; continue; }
-				break
-			done
-			if [ -f build/lab-out/one.counts ]; then
-				read -r a b c <build/lab-out/one.counts
-				gp=$((gp + a)) gf=$((gf + b)) gs=$((gs + c))
-			else
-				gf=$((gf + 1))
-				case $st in
-				124) echo "FAIL $n: the test host did not finish within $((limit + 120)) s" ;;
-				125) echo "FAIL $n: TEST HOST CRASHED twice (build/lab-out/crashes.log) — infrastructure failure" ;;
-				*) echo "FAIL $n: the test host ended without a result (exit $st)" ;;
-				esac
-			fi
-		done
-		echo "$gp $gf $gs" >build/lab-out/guest.counts
+		lab_each build/lab-out/guest.counts tests/guest/*.sh
+		read -r gp gf gs <build/lab-out/guest.counts
 		echo "real guests: $gp passed, $gf failed, $gs skipped"
 	fi
 	if [ -f build/lab-out/guest.counts ]; then
