@@ -141,6 +141,6 @@ wait_exit "$src_pid" 20
 [ "$st" = 0 ] || fail "source exit $st after completing"
 wait_passes d6 $((before + 3)) 30 || fail "destination does not run"
 no_bad d6
-[ "$(first_pass d6)" -eq $(( $(last_pass src) + 1 )) ] || fail "sequence broken: $(last_pass src) -> $(first_pass d6)"
+[ "$(first_pass_after src d6)" -eq $(( $(last_pass src) + 1 )) ] || fail "sequence broken: $(last_pass src) -> $(first_pass_after src d6)"
 no_sanitizer_reports
 pass "killed destination, cut connection, cancel, timeout, refusal, lost in stop-and-copy, no ACK: source kept running verified; then migrated"

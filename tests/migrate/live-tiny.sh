@@ -23,7 +23,7 @@ for i in 1 2 3 4 5 6; do
 	wait_passes "h$i" $((before + 3)) 30 || fail "hop $i: destination does not run: $(tail -3 "$T_TMP/h$i.err")"
 	no_bad "h$i"
 	no_bad "$prev"
-	first=$(first_pass "h$i")
+	first=$(first_pass_after "$prev" "h$i")
 	last=$(last_pass "$prev")
 	# the destination continues the sequence: its first pass follows the source's last
 	[ "$first" -eq $((last + 1)) ] || fail "hop $i: source ended at pass $last, destination began at $first"

@@ -45,7 +45,7 @@ wait_exit "$src_pid" 20
 last=$(last_pass src)
 wait_passes dst $((last + 3)) 30 || fail "guest does not continue in the other namespace"
 no_bad dst
-[ "$(first_pass dst)" -eq $((last + 1)) ] || fail "sequence: $last -> $(first_pass dst)"
+[ "$(first_pass_after src dst)" -eq $((last + 1)) ] || fail "sequence: $last -> $(first_pass_after src dst)"
 log "A -> B: total $(json_field "$r" total_ms) ms, downtime $(json_field "$r" downtime_ms) ms"
 
 # the no-progress limit is a migrate argument (stall_timeout_s): out of range is refused
