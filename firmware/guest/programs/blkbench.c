@@ -3,8 +3,10 @@
  * blkbench: a small fio stand-in for the test guest (fio is dynamically linked against ~60
  * libraries, too much for the initramfs). O_DIRECT I/O on a block device, N threads each
  * doing synchronous pread/pwrite (so N requests in flight, like fio's psync with numjobs=N):
- *   seqwrite  1 MiB blocks over the region, once (size-bounded), then fdatasync
- *   seqread   1 MiB blocks over the region, for -t seconds (wrapping)
+ *   seqwrite  1 MiB blocks over the region, for -t seconds (wrapping), then fdatasync
+ *   seqread   the same, reads
+ * (All four are time-bounded: one size-bounded pass over a 128 MiB region took 0.5 s on a
+ * ramdisk, too short to measure anything but start-up noise.)
  *   randwrite 4 KiB blocks at random 4 KiB-aligned offsets, for -t seconds
  *   randread  the same, reads
  * Each thread works on its own stripe of the region. Output, one line per test:
@@ -31,7 +33,7 @@ struct job {
 	int fd;
 	int write, random;
 	uint64_t base, len;		/* the thread's stripe */
-	double deadline;		/* 0: one pass over the stripe */
+	double deadline;		/* stop at this CLOCK_MONOTONIC time */
 	uint64_t ops, bytes;
 	int err;
 };
@@ -64,11 +66,8 @@ static void *worker(void *arg)
 			x ^= x << 13; x ^= x >> 7; x ^= x << 17;	/* xorshift64 */
 			blk = x % blocks;
 		} else {
-			if (pos == blocks) {
-				if (!j->deadline)
-					break;
+			if (pos == blocks)
 				pos = 0;
-			}
 			blk = pos++;
 		}
 		n = j->write ? pwrite(j->fd, buf, bs, (off_t)(j->base + blk * bs))
@@ -80,7 +79,7 @@ static void *worker(void *arg)
 		j->ops++;
 		j->bytes += bs;
 		/* Check the clock every 16 ops: cheap, and fine-grained enough at >= 100 IOPS. */
-		if (j->deadline && !(j->ops & 15) && now() >= j->deadline)
+		if (!(j->ops & 15) && now() >= j->deadline)
 			break;
 	}
 	free(buf);
@@ -105,7 +104,7 @@ static int run(const char *dev, const char *test, uint64_t region, double secs, 
 	for (int i = 0; i < threads; i++) {
 		jobs[i] = (struct job){ .fd = fd, .write = write, .random = random,
 			.base = stripe * (uint64_t)i, .len = stripe,
-			.deadline = (random || !write) ? t0 + secs : 0 };
+			.deadline = t0 + secs };
 		pthread_create(&jobs[i].t, NULL, worker, &jobs[i]);
 	}
 	for (int i = 0; i < threads; i++) {
