@@ -9,7 +9,9 @@
 #     exits 0, the verifier (every page of its 16 MiB region re-checked every pass) finds no
 #     bad page and the pass sequence continues on the destination;
 #  5. the source is killed (-9) right after the switch-over of a bandwidth-limited post-copy:
-#     the destination logs the VM as lost with the pages it misses and exits 8, not running.
+#     the destination logs the VM as lost with the pages it misses and exits 8, not running;
+#  6. the destination is killed right after the switch-over: the source reports the VM lost,
+#     never resumes its vCPUs (no pass after the pause) and exits 8.
 . "$(dirname "$0")/common.bash"
 
 # dest NAME [vmm args]: a destination on a fresh $port, listening
@@ -88,5 +90,21 @@ wait_exit "$dpid" 40
 grep -aqE "post-copy: source lost after switch-over with [1-9][0-9]* pages missing: VM lost" "$T_TMP/lost.err" ||
 	fail "lost: no VM-lost line: $(tail -3 "$T_TMP/lost.err")"
 log "source killed after switch-over: destination exit $st: $(grep -a 'VM lost' "$T_TMP/lost.err" | sed 's/.*post-copy: //')"
+
+# 6. the destination dies right after the switch-over: the source must not resume
+start_vmm s6
+wait_passes s6 3 30 || fail "s6: dirtier did not start: $(cat "$T_TMP/s6.err")"
+dest d6
+pc_migrate s6 "$port" ',"postcopy_after_rounds":0,"bandwidth_mbps":1'
+wait_for "$T_TMP/d6.err" "post-copy: vCPUs running" 30 || fail "d6: no switch-over: $(tail -3 "$T_TMP/d6.err")"
+n6=$(last_pass s6)
+kill -9 "$dpid"
+wait_exit "$s6_pid" 40
+[ "$st" = 8 ] || fail "destination lost: source exit $st (want 8): $(tail -3 "$T_TMP/s6.err")"
+grep -aq "the VM is lost (not resumed here)" "$T_TMP/s6.err" || fail "destination lost: source log: $(tail -3 "$T_TMP/s6.err")"
+# paused since the switch-over and never resumed: not a single pass more
+[ "$(last_pass s6)" = "$n6" ] || fail "destination lost: the source ran on (pass $n6 -> $(last_pass s6))"
+! grep -aq "keeps running here" "$T_TMP/s6.err" || fail "destination lost: the source resumed"
+log "destination killed after switch-over: source exit $st: $(grep -a 'VM is lost' "$T_TMP/s6.err" | sed 's/.*: post-copy failed/post-copy failed/')"
 no_sanitizer_reports
-pass "post-copy refused without support, 3 hops verified, source loss after switch-over -> exit 8"
+pass "post-copy refused without support, 3 hops verified, source or destination lost after switch-over -> exit 8"
