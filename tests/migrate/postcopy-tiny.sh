@@ -14,16 +14,6 @@
 #     never resumes its vCPUs (no pass after the pause) and exits 8.
 . "$(dirname "$0")/common.bash"
 
-# dest NAME [vmm args]: a destination on a fresh $port, listening
-dest() {
-	local n=$1
-	shift
-	port=$(free_port)
-	start_vmm "$n" --incoming "127.0.0.1:$port" "$@"
-	dpid=$pid
-	wait_for "$T_TMP/$n.err" "waiting for a migration" 20 || fail "$n: not listening: $(cat "$T_TMP/$n.err")"
-}
-
 # pc_migrate SRC PORT [extra json members]: post-copy migration, final status in $r
 pc_migrate() {
 	r=$(ctl "$T_TMP/$1.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$2\",\"policy\":\"post-copy\"${3:-}}}") ||
@@ -61,11 +51,7 @@ for extra in "" ',"postcopy_after_rounds":1' ',"postcopy_after_rounds":0'; do
 	[ "$st" = 0 ] || fail "hop $i: source exit $st: $(tail -3 "$T_TMP/$prev.err")"
 	before=$(last_pass $prev)
 	wait_passes "h$i" $((before + 3)) 30 || fail "hop $i: destination does not run: $(tail -3 "$T_TMP/h$i.err")"
-	no_bad "h$i"
-	no_bad "$prev"
-	first=$(first_pass_after "$prev" "h$i")
-	last=$(last_pass "$prev")
-	[ "$first" -eq $((last + 1)) ] || fail "hop $i: source ended at pass $last, destination began at $first"
+	hop_continues "hop $i" "$prev" "h$i"
 	if [ -n "$extra" ]; then
 		# forced: the switch-over must have happened, and every page arrived
 		[ -n "$(json_field "$r" postcopy_ms)" ] || fail "hop $i: no post-copy phase: $r"
