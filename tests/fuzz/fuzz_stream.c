@@ -302,6 +302,22 @@ static void msg(struct out *o, uint16_t cmd, const void *pl, size_t len)
 	o->len += MIG_HDR_LEN + len;
 }
 
+/* Self-check: the seed is accepted end to end by the same code the fuzzer drives. */
+static bool seed_accepted(const struct out *o, enum mig_phase want)
+{
+	unsigned int failures;
+	enum mig_phase ph;
+
+	memset(mem.base, 0, mem.size);
+	ph = run_messages(o->b, o->len, &failures);
+	if (ph != want || failures) {
+		fprintf(stderr, "seed not accepted: phase %d (want %d), %u failures\n", ph, want,
+			failures);
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	struct state_registry reg;
@@ -380,18 +396,8 @@ int main(int argc, char **argv)
 	msg(&o, MIG_STATE, state.buf, state.len);
 	msg(&o, MIG_COMPLETE, NULL, 0);
 	put_file("migration-valid", o.b, o.len);
-	/* Self-check: the seed is accepted end to end by the same code the fuzzer drives. */
-	{
-		unsigned int failures;
-		enum mig_phase ph;
-
-		memset(mem.base, 0, mem.size);
-		ph = run_messages(o.b, o.len, &failures);
-		if (ph != MIG_PH_DONE || failures) {
-			fprintf(stderr, "seed not accepted: phase %d, %u failures\n", ph, failures);
-			return 1;
-		}
-	}
+	if (!seed_accepted(&o, MIG_PH_DONE))
+		return 1;
 
 	/* Short ones: an ABORT, an ACK, a HELLO from a newer peer. */
 	o.len = 0;
@@ -456,18 +462,8 @@ int main(int argc, char **argv)
 		mig_pages_tx_destroy(&tx);
 		free(bm);
 		put_file("postcopy-valid", o.b, o.len);
-		{
-			unsigned int failures;
-			enum mig_phase ph;
-
-			memset(mem.base, 0, mem.size);
-			ph = run_messages(o.b, o.len, &failures);
-			if (ph != MIG_PH_POSTCOPY || failures) {
-				fprintf(stderr, "post-copy seed not accepted: phase %d, %u failures\n",
-					ph, failures);
-				return 1;
-			}
-		}
+		if (!seed_accepted(&o, MIG_PH_POSTCOPY))
+			return 1;
 		o.len = 0;
 		n = mig_pc_req_encode(small, (const uint64_t[]){ 0, 5 * 4096 }, 2);
 		msg(&o, MIG_PAGE_REQ, small, n);
