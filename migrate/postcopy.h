@@ -43,6 +43,7 @@ struct mig_pc_src {
 	struct mig_pages_tx *tx;	/* the background stream's batches */
 	uint64_t *bm;			/* pages the destination still lacks; consumed */
 	int reply_timeout_ms;		/* silence from the destination that fails the migration */
+	uint64_t t_pause;		/* when the vCPUs were paused (downtime starts) */
 	/* results */
 	uint64_t pending;		/* pages in POSTCOPY_START */
 	bool acked;			/* ACK(POSTCOPY_START) received: never resume after it */

@@ -142,6 +142,10 @@ static int on_message(struct mig_pc_src *ps, struct urgent_q *q)
 	case MIG_ACK:			/* POSTCOPY_START: the destination runs the VM now */
 		ps->acked = true;
 		ps->t_ack = mig_now_ns();
+		/* The downtime is over: show it now (the phase may last a while). */
+		pthread_mutex_lock(&ps->m->lock);
+		ps->m->st.downtime_ns = ps->t_ack - ps->t_pause;
+		pthread_mutex_unlock(&ps->m->lock);
 		log_info("post-copy: the destination runs the VM; %" PRIu64 " requests so far",
 			 ps->requests);
 		break;

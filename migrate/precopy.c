@@ -615,6 +615,7 @@ static int postcopy(struct precopy *pc, uint64_t *t_pause)
 	pc->ps.seq = &pc->seq;
 	pc->ps.tx = &pc->tx;
 	pc->ps.bm = pc->bm;
+	pc->ps.t_pause = *t_pause;
 	pc->ps.reply_timeout_ms = (int)(pc->s.timeout_ms > ACK_TIMEOUT_MS ? pc->s.timeout_ms :
 					ACK_TIMEOUT_MS);
 	ret = mig_pc_src_start(&pc->ps);

@@ -83,6 +83,12 @@ wait_passes s6 3 30 || fail "s6: dirtier did not start: $(cat "$T_TMP/s6.err")"
 dest d6
 pc_migrate s6 "$port" ',"postcopy_after_rounds":0,"bandwidth_mbps":1'
 wait_for "$T_TMP/d6.err" "post-copy: vCPUs running" 30 || fail "d6: no switch-over: $(tail -3 "$T_TMP/d6.err")"
+# the source has the ACK (downtime_ms appears with it): the VM is the destination's now
+end=$((SECONDS + 20))
+until [ -n "$(json_field "$(ctl "$T_TMP/s6.sock" migrate-status 2>/dev/null)" downtime_ms)" ]; do
+	[ $SECONDS -lt $end ] || fail "d6: the source never got ACK(POSTCOPY_START): $(tail -3 "$T_TMP/s6.err")"
+	sleep 0.1
+done
 n6=$(last_pass s6)
 kill -9 "$dpid"
 wait_exit "$s6_pid" 40
