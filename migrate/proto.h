@@ -205,7 +205,9 @@ int  mig_abort_decode(const uint8_t *in, size_t len, int *err, char *msg, size_t
  * then any number of ACK(ROUND_END) (version 2: the destination applied that round), then
  * ACK(COMPLETE). ABORT is accepted at any point. mig_seq_accept() returns 0 and advances,
  * or -EPROTO (logged) for a message out of order — e.g. RAM before CONFIG was accepted, or a
- * second STATE.
+ * second STATE. Post-copy (v3): the destination takes POSTCOPY_START instead of STATE during
+ * the rounds, then STATE, COMPLETE, then RAM/RAM_ZERO/PAGE_URGENT; the source, after
+ * mig_seq_postcopy(), PAGE_REQ (any number), one ACK(POSTCOPY_START), then POSTCOPY_DONE.
  */
 enum mig_role { MIG_ROLE_SOURCE, MIG_ROLE_DEST };
 enum mig_phase {
