@@ -1,5 +1,5 @@
 #!/bin/bash
-# test-timeout: 300
+# test-timeout: 600
 # Post-copy migration (policy "post-copy", opt-in) of the tiny dirtier/verifier over loopback:
 #  1. refused when the destination does not offer post-copy (VMM_MIG_FAULT=no-postcopy: as a
 #     host without userfaultfd): the call fails with the reason, the guest keeps running on
@@ -71,6 +71,7 @@ pc_migrate $prev "$port" ',"postcopy_after_rounds":0,"bandwidth_mbps":1'
 wait_for "$T_TMP/lost.err" "post-copy: vCPUs running" 30 || fail "lost: no switch-over: $(tail -3 "$T_TMP/lost.err")"
 eval "spid=\$${prev}_pid"
 kill -9 "$spid"
+log "lost: source killed after the switch-over; waiting for the destination to exit"
 wait_exit "$dpid" 40
 [ "$st" = 8 ] || fail "lost: destination exit $st (want 8): $(tail -3 "$T_TMP/lost.err")"
 grep -aqE "post-copy: source lost after switch-over with [1-9][0-9]* pages missing: VM lost" "$T_TMP/lost.err" ||
@@ -91,6 +92,7 @@ until [ -n "$(json_field "$(ctl "$T_TMP/s6.sock" migrate-status 2>/dev/null)" do
 done
 n6=$(last_pass s6)
 kill -9 "$dpid"
+log "destination killed after the switch-over; waiting for the source to exit"
 wait_exit "$s6_pid" 40
 [ "$st" = 8 ] || fail "destination lost: source exit $st (want 8): $(tail -3 "$T_TMP/s6.err")"
 grep -aq "the VM is lost (not resumed here)" "$T_TMP/s6.err" || fail "destination lost: source log: $(tail -3 "$T_TMP/s6.err")"
