@@ -16,7 +16,8 @@
 
 # pc_migrate SRC PORT [extra json members]: post-copy migration, final status in $r
 pc_migrate() {
-	r=$(ctl "$T_TMP/$1.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$2\",\"policy\":\"post-copy\"${3:-}}}") ||
+	# (a loaded test host needs more than ctl's 30 s for a waited hop)
+	r=$(CTL_T=180 ctl "$T_TMP/$1.sock" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$2\",\"policy\":\"post-copy\"${3:-}}}") ||
 		fail "migrate $1: $r"
 }
 
