@@ -4,8 +4,10 @@
  * per-VM struct mig_ctx with its state registry, and the control-socket commands
  *
  *   migrate {uri, downtime_ms?, bandwidth_mbps?, compress_level?, policy?, max_rounds?,
- *            timeout_s?, stall_timeout_s?, wait?}   start a live migration (returns at once; wait=true replies
- *                                 when it ended, with the final figures)
+ *            timeout_s?, stall_timeout_s?, postcopy_after_rounds?, wait?}
+ *                                 start a live migration (returns at once; wait=true replies
+ *                                 when it ended, with the final figures); policy post-copy is
+ *                                 opt-in only and refused here without userfaultfd
  *   migrate-status                phase, round, bytes, rates, expected and final figures
  *   migrate-cancel                stop it; the VM keeps running here
  *   snapshot-save {path}          write a snapshot (the VM is paused for it if running)
@@ -25,7 +27,9 @@
 
 #include "migrate/migration.h"
 #include "migrate/proto.h"
+#include "migrate/postcopy.h"
 #include "migrate/stream.h"
+#include "migrate/uffd.h"
 #include "vmm/ctl.h"
 #include "vmm/lib/log.h"
 #include "vmm/vm.h"
@@ -49,6 +53,7 @@ const char *mig_phase_name(enum mig_phase_pub p)
 	case MIG_ST_COMPLETED: return "completed";
 	case MIG_ST_FAILED: return "failed";
 	case MIG_ST_CANCELLED: return "cancelled";
+	case MIG_ST_POSTCOPY: return "postcopy";
 	}
 	return "?";
 }
@@ -62,6 +67,7 @@ void mig_params_default(struct mig_params *p)
 	p->max_rounds = 30;
 	p->timeout_ns = 600ull * 1000000000;
 	p->batch_pages = 256;
+	p->postcopy_after_rounds = 2;
 }
 
 /* ---- command line ---- */
@@ -193,6 +199,24 @@ static void status_fill(struct mig_ctx *m, json_object *ret)
 	if (st.downtime_ns)
 		json_object_object_add(ret, "downtime_ms",
 				       json_object_new_double((double)st.downtime_ns / 1e6));
+	if (st.postcopy) {
+		json_object_object_add(ret, "postcopy_pages_pending",
+				       json_object_new_int64((int64_t)st.pc_pages_pending));
+		json_object_object_add(ret, "postcopy_pages_on_demand",
+				       json_object_new_int64((int64_t)st.pc_on_demand));
+		json_object_object_add(ret, "postcopy_pages_streamed",
+				       json_object_new_int64((int64_t)st.pc_streamed));
+	}
+	if (st.postcopy_ns) {		/* from POSTCOPY_DONE: the destination's own figures */
+		json_object_object_add(ret, "postcopy_ms",
+				       json_object_new_double((double)st.postcopy_ns / 1e6));
+		json_object_object_add(ret, "postcopy_faults",
+				       json_object_new_int64((int64_t)st.pc_faults));
+		json_object_object_add(ret, "fault_latency_median_ms",
+				       json_object_new_double(st.pc_lat_median_us / 1e3));
+		json_object_object_add(ret, "fault_latency_max_ms",
+				       json_object_new_double(st.pc_lat_max_us / 1e3));
+	}
 	if (st.error[0])
 		json_object_object_add(ret, "error", json_object_new_string(st.error));
 }
@@ -263,12 +287,26 @@ static int cmd_migrate(struct ctl_call *call, json_object *args, json_object *re
 		else if (!strcmp(pol, "suspend"))
 			p.policy = MIG_POLICY_SUSPEND;
 		else if (!strcmp(pol, "post-copy"))
-			return ctl_call_error(call, CTL_ERR_ARGUMENT,
-					      "policy post-copy is not implemented (a failure after "
-					      "switch-over would lose the VM)");
+			p.policy = MIG_POLICY_POSTCOPY;
 		else
 			return ctl_call_error(call, CTL_ERR_ARGUMENT,
-					      "policy: minimal-downtime or suspend");
+					      "policy: minimal-downtime, suspend or post-copy");
+	}
+	if (arg_int(args, "postcopy_after_rounds", &v)) {
+		if (v < 0 || v > 10000)
+			return ctl_call_error(call, CTL_ERR_ARGUMENT, "postcopy_after_rounds: 0..10000");
+		p.postcopy_after_rounds = (unsigned int)v;
+	}
+	if (p.policy == MIG_POLICY_POSTCOPY) {
+		char why[160];
+
+		/*
+		 * Refused before anything moves, the VM stays here. (The destination's own check
+		 * is its HELLO: without MIG_FEAT_POSTCOPY the worker fails before CONFIG.)
+		 */
+		if (uffd_probe(why, sizeof(why)) < 0)
+			return ctl_call_error(call, CTL_ERR_ARGUMENT,
+					      "policy post-copy is not available on this host: %s", why);
 	}
 	err = mig_precopy_start(m, &p);
 	if (err == -EBUSY)
@@ -339,6 +377,7 @@ static const struct ctl_arg migrate_args[] = {
 	{ "max_rounds", CTL_ARG_INT, false },
 	{ "timeout_s", CTL_ARG_INT, false },
 	{ "stall_timeout_s", CTL_ARG_INT, false },
+	{ "postcopy_after_rounds", CTL_ARG_INT, false },
 	{ "wait", CTL_ARG_BOOL, false },
 	{ NULL, 0, false },
 };
@@ -435,6 +474,8 @@ int mig_prepare_incoming(struct mig_ctx *m, const struct mig_opts *o)
 
 int mig_started(struct mig_ctx *m)
 {
+	if (m && m->pc_dst)
+		return mig_pc_dst_ack(m->pc_dst);
 	if (!m || !m->in_stream)
 		return 0;
 	return mig_dest_ack(m);
@@ -453,6 +494,9 @@ void mig_detach(struct mig_ctx *m)
 		mig_precopy_cancel(m);
 	if (m->worker_joinable)
 		pthread_join(m->worker, NULL);
+	/* Post-copy receiver: its threads end before the VM (and its memory) goes. */
+	mig_pc_dst_destroy(m->pc_dst);
+	m->pc_dst = NULL;
 	if (m->in_stream) {
 		/* Loaded but never started: no ACK, so the source resumes its copy. */
 		mig_stream_destroy(m->in_stream);

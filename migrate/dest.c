@@ -15,6 +15,11 @@
  * Guest RAM is zeroed (memfd hole punched) before the first page is applied: vm_create wrote
  * the firmware/kernel and ACPI tables, and the page receiver relies on fresh zero memory to
  * skip zero pages it never wrote.
+ *
+ * Post-copy (protocol version 3, only when HELLO agreed on MIG_FEAT_POSTCOPY, which this side
+ * offers when userfaultfd works here): POSTCOPY_START instead of STATE hands the connection to
+ * postcopy_dst.c, which receives STATE and COMPLETE (and pages) on its own thread; the state is
+ * loaded here as usual and mig_started() sends ACK(POSTCOPY_START) instead of ACK(COMPLETE).
  */
 #define LOG_TAG "incoming"
 #include <errno.h>
@@ -29,8 +34,10 @@
 
 #include "migrate/migration.h"
 #include "migrate/pages.h"
+#include "migrate/postcopy.h"
 #include "migrate/proto.h"
 #include "migrate/stream.h"
+#include "migrate/uffd.h"
 #include "vmm/lib/log.h"
 #include "vmm/vm.h"
 
@@ -40,7 +47,8 @@
  * Fault injection for the failure tests (tests/migrate/failure-tiny.sh), from the
  * environment: VMM_MIG_FAULT=at-state (give up when STATE arrives: the source is then in
  * stop-and-copy with its vCPUs paused) or no-ack (load and start, then stop without sending
- * ACK(COMPLETE): the source waits for it). Never set in production.
+ * ACK(COMPLETE): the source waits for it), no-postcopy (do not offer MIG_FEAT_POSTCOPY, as
+ * on a host without userfaultfd). Never set in production.
  */
 /* When COMPLETE's state was loaded: the ACK's log line gives the vCPU start's share of the downtime. */
 static uint64_t t_state_loaded_ns;
@@ -97,6 +105,38 @@ static const char *state_err(int err)
 	case -ENOENT: return "a section this VM needs is missing";
 	default: return strerror(-err);
 	}
+}
+
+/* Load the verified state stream (COMPLETE). 0 or -errno with @why. */
+static int load_state(struct mig_ctx *m, const uint8_t *state, size_t len, char *why,
+		      size_t whylen)
+{
+	uint64_t t0 = mig_now_ns();
+	int ret;
+
+	ret = state_load_buf(m->reg, state, len, NULL);
+	if (ret < 0) {
+		snprintf(why, whylen, "loading device state: %s", state_err(ret));
+		return ret;
+	}
+	t_state_loaded_ns = mig_now_ns();
+	log_info("COMPLETE: %zu KiB of state loaded in %.2f ms", len >> 10,
+		 (double)(t_state_loaded_ns - t0) / 1e6);
+	return 0;
+}
+
+/* What this side offers in HELLO: post-copy only where userfaultfd works. */
+static uint64_t local_features(void)
+{
+	char why[160];
+
+	if (fault("no-postcopy"))
+		return MIG_FEAT_ZSTD;
+	if (uffd_probe(why, sizeof(why)) < 0) {
+		log_dbg("not offering post-copy: %s", why);
+		return MIG_FEAT_ZSTD;
+	}
+	return MIG_FEAT_ZSTD | MIG_FEAT_POSTCOPY;
 }
 
 static void send_abort(struct mig_stream *s, int err, const char *msg)
@@ -160,7 +200,8 @@ out:
 
 int mig_dest_run(struct mig_ctx *m, const char *uri)
 {
-	struct mig_hello local = { MIG_VERSION_MIN, MIG_VERSION_MAX, MIG_FEAT_ZSTD }, peer;
+	struct mig_hello local = { MIG_VERSION_MIN, MIG_VERSION_MAX, 0 }, peer;
+	struct mig_pc_dst *pc = NULL;
 	struct mig_pages_rx rx;
 	struct mig_stream *s;
 	struct mig_seq seq;
@@ -169,9 +210,11 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 	bool rx_init = false, done = false;
 	uint64_t t_first = 0, rounds = 0;
 	uint32_t version = 1;		/* negotiated in HELLO */
+	uint64_t features;
 	char why[300] = "";
 	int lfd, fd = -1, ret;
 
+	local.features = local_features();
 	ret = mig_tcp_listen(uri, &lfd);
 	if (ret < 0)
 		return ret;
@@ -223,13 +266,14 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 
 			ret = mig_hello_decode(p, h.len, &peer);
 			if (ret == 0)
-				ret = mig_version_pick(&local, &peer, &v);
+				ret = mig_hello_agree(&local, &peer, &v, &features);
 			if (ret < 0) {
 				snprintf(why, sizeof(why), "no common protocol version (we speak %u..%u)",
 					 local.min_version, local.max_version);
 				break;
 			}
 			version = v;
+			s->version = v;		/* post-copy commands decode from here on in v3 */
 			mig_hello_encode(out, &local);
 			ret = mig_stream_send_msg(s, MIG_HELLO, out, sizeof(out));
 			if (ret == 0)
@@ -296,20 +340,19 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 			state_len = h.len;
 			p = NULL;
 			break;
-		case MIG_COMPLETE: {
-			uint64_t t0 = mig_now_ns();
-
-			ret = state_load_buf(m->reg, state, state_len, NULL);
-			if (ret < 0) {
-				snprintf(why, sizeof(why), "loading device state: %s", state_err(ret));
-				break;
-			}
-			done = true;
-			t_state_loaded_ns = mig_now_ns();
-			log_info("COMPLETE: %zu KiB of state loaded in %.2f ms", state_len >> 10,
-				 (double)(t_state_loaded_ns - t0) / 1e6);
+		case MIG_COMPLETE:
+			ret = load_state(m, state, state_len, why, sizeof(why));
+			done = ret == 0;
 			break;
-		}
+		case MIG_POSTCOPY_START:
+			/* From here the post-copy receiver reads the connection (STATE, COMPLETE too). */
+			ret = mig_pc_dst_begin(m, s, &seq, p, h.len, &pc, why, sizeof(why));
+			if (ret == 0)
+				ret = mig_pc_dst_wait_complete(pc, &state, &state_len, why, sizeof(why));
+			if (ret == 0)
+				ret = load_state(m, state, state_len, why, sizeof(why));
+			done = ret == 0;
+			break;
 		case MIG_ABORT: {
 			char msg[MIG_MAX_ABORT_MSG + 1];
 			int e = 0;
@@ -332,6 +375,10 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 	free(state);
 	if (rx_init)
 		mig_pages_rx_destroy(&rx);
+	if (!done && pc) {
+		mig_pc_dst_destroy(pc);		/* the guest never ran: its threads just stop */
+		pc = NULL;
+	}
 	if (!done) {
 		if (ret >= 0)
 			ret = -EPROTO;
@@ -348,6 +395,7 @@ int mig_dest_run(struct mig_ctx *m, const char *uri)
 		 (double)s->bytes_recv / 1048576.0, rounds, (double)(mig_now_ns() - t_first) / 1e6);
 	m->in_stream = s;
 	m->in_start_ns = t_first;
+	m->pc_dst = pc;
 	return 0;
 }
 

@@ -6,6 +6,9 @@
  *
  *   precopy.c   source: the worker thread that runs a live migration (rounds, convergence,
  *               auto-converge, stop-and-copy, failure → the VM keeps running here)
+ *   postcopy_src.c / postcopy_dst.c  the post-copy switch-over (opt-in policy): the source
+ *               serves page requests and streams the rest; the destination runs the VM on
+ *               userfaultfd-guarded RAM
  *   dest.c      destination: `vmm --incoming HOST:PORT` receives and loads before any
  *               vCPU runs
  *   snapshot.c  snapshot files: save while paused, `vmm --restore PATH`
@@ -39,6 +42,7 @@ struct evloop;
 struct ctl_server;
 struct ctl_call;
 struct mig_stream;
+struct mig_pc_dst;
 
 struct mig_opts {
 	const char *incoming;		/* --incoming HOST:PORT */
@@ -55,7 +59,7 @@ int mig_args_extract(int *argc, char **argv, struct mig_opts *o, char *err, size
 enum mig_policy {
 	MIG_POLICY_MIN_DOWNTIME,	/* default: auto-converge (throttle vCPUs progressively) */
 	MIG_POLICY_SUSPEND,		/* no throttling; after max rounds stop-and-copy anyway */
-	MIG_POLICY_POSTCOPY,		/* reserved: refused (not implemented) */
+	MIG_POLICY_POSTCOPY,		/* opt-in: switch to post-copy after postcopy_after_rounds */
 };
 
 struct mig_params {
@@ -68,12 +72,14 @@ struct mig_params {
 	uint64_t timeout_ns;		/* whole migration, default 10 min */
 	unsigned int batch_pages;	/* RAM message size, default 256 */
 	unsigned int stall_ms;		/* no progress on the connection: fail; 0 = 10 s */
+	unsigned int postcopy_after_rounds;	/* post-copy: pre-copy rounds first (default 2) */
 };
 void mig_params_default(struct mig_params *p);
 
 enum mig_phase_pub {
 	MIG_ST_NONE, MIG_ST_SETUP, MIG_ST_PRECOPY, MIG_ST_STOPCOPY, MIG_ST_COMPLETING,
 	MIG_ST_COMPLETED, MIG_ST_FAILED, MIG_ST_CANCELLED,
+	MIG_ST_POSTCOPY,		/* COMPLETE sent after POSTCOPY_START: pages on demand */
 };
 const char *mig_phase_name(enum mig_phase_pub p);
 
@@ -91,6 +97,12 @@ struct mig_status {
 	unsigned int throttle_pct;
 	uint64_t start_ns;		/* CLOCK_MONOTONIC */
 	uint64_t setup_ns, total_ns, downtime_ns;
+	/* post-copy (0 otherwise): ACK(POSTCOPY_START) → POSTCOPY_DONE, and the destination's figures */
+	bool postcopy;			/* the switch-over happened */
+	uint64_t postcopy_ns;
+	uint64_t pc_pages_pending;	/* in POSTCOPY_START's bitmap */
+	uint64_t pc_on_demand, pc_streamed, pc_faults;
+	uint32_t pc_lat_median_us, pc_lat_max_us;
 	char error[256];
 };
 
@@ -115,6 +127,10 @@ struct mig_ctx {
 	/* destination: the stream kept open until ACK(COMPLETE) is sent */
 	struct mig_stream *in_stream;
 	uint64_t in_start_ns;
+	struct mig_pc_dst *pc_dst;	/* post-copy receiver (owns in_stream's socket use) */
+
+	/* source: post-copy failed after ACK(POSTCOPY_START): stop, never resume (exit 8) */
+	bool vm_lost;
 };
 
 /* Register the VM's state sections and the control commands. 0 or -errno. */

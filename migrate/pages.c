@@ -395,8 +395,15 @@ int mig_pages_rx_ram(struct mig_pages_rx *rx, const uint8_t *payload, size_t len
 	for (i = 0; i < n; i++) {
 		uint64_t gpa = get_le64(payload + MIG_RAM_HDR_LEN + 8 * i), pfn = 0;
 
-		memcpy(guest_mem_ptr(rx->mem, gpa, PAGE_SIZE), src + (size_t)i * PAGE_SIZE, PAGE_SIZE);
 		mig_gpa_to_pfn(rx->mem, gpa, &pfn);
+		if (rx->install) {
+			int ret = rx->install(rx->install_opaque, pfn, src + (size_t)i * PAGE_SIZE, 1);
+
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		memcpy(guest_mem_ptr(rx->mem, gpa, PAGE_SIZE), src + (size_t)i * PAGE_SIZE, PAGE_SIZE);
 		rx->populated[pfn / 64] |= 1ull << (pfn % 64);
 	}
 	rx->st.msgs_ram++;
@@ -433,6 +440,14 @@ int mig_pages_rx_zero(struct mig_pages_rx *rx, const uint8_t *payload, size_t le
 		uint64_t gpa = e & ~PAGE_MASK, count = (e & PAGE_MASK) + 1, pfn = 0;
 
 		mig_gpa_to_pfn(rx->mem, gpa, &pfn);
+		if (rx->install) {
+			int ret = rx->install(rx->install_opaque, pfn, NULL, count);
+
+			if (ret < 0)
+				return ret;
+			rx->st.pages_zero += count;
+			continue;
+		}
 		for (k = 0; k < count; k++, pfn++) {
 			/* Never written by us: still the fresh memfd's zeros, leave it untouched. */
 			if (!(rx->populated[pfn / 64] & (1ull << (pfn % 64))))

@@ -104,6 +104,14 @@ struct mig_pages_rx {
 	uint8_t *scratch;		/* MIG_MAX_BATCH × 4 KiB decompression target */
 	uint64_t *populated;		/* pfns written with data by this rx */
 	struct mig_pages_stats st;
+	/*
+	 * Post-copy (postcopy_dst.c) sets this: every page goes through it instead of being
+	 * written through the mapping, which userfaultfd then guards (a write there would fault
+	 * on the receiving thread itself). @src = npages × 4 KiB, or NULL for zero pages.
+	 * 0 or -errno (the message fails with it). Called after the whole message was checked.
+	 */
+	int (*install)(void *opaque, uint64_t pfn, const void *src, uint64_t npages);
+	void *install_opaque;
 };
 
 /*

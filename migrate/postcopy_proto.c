@@ -99,17 +99,24 @@ int mig_pc_start_decode(const uint8_t *in, size_t len, uint64_t ram_pages, uint6
 	return 0;
 }
 
-void mig_pc_done_encode(uint8_t out[MIG_PC_DONE_LEN], uint64_t on_demand, uint64_t streamed)
+void mig_pc_done_encode(uint8_t out[MIG_PC_DONE_LEN], const struct mig_pc_done *d)
 {
-	put64(out, on_demand);
-	put64(out + 8, streamed);
+	put64(out, d->on_demand);
+	put64(out + 8, d->streamed);
+	put64(out + 16, d->faults);
+	put32(out + 24, d->lat_median_us);
+	put32(out + 28, d->lat_max_us);
 }
 
-int mig_pc_done_decode(const uint8_t *in, size_t len, uint64_t *on_demand, uint64_t *streamed)
+/* Figures only (nothing is allocated or indexed by them): any values are accepted. */
+int mig_pc_done_decode(const uint8_t *in, size_t len, struct mig_pc_done *d)
 {
 	if (len != MIG_PC_DONE_LEN)
 		return -EBADMSG;
-	*on_demand = get64(in);
-	*streamed = get64(in + 8);
+	d->on_demand = get64(in);
+	d->streamed = get64(in + 8);
+	d->faults = get64(in + 16);
+	d->lat_median_us = get32(in + 24);
+	d->lat_max_us = get32(in + 28);
 	return 0;
 }

@@ -2,12 +2,14 @@
 /*
  * Payload codecs of the post-copy commands (migrate/proto.h numbers 16–19; protocol
  * version 3, docs/migration-protocol.md "Post-copy"). Pure functions, hostile input.
- * NOT wired into mig_hdr_decode() yet: a receiver still refuses commands 16–19.
+ * mig_hdr_decode_ver() accepts commands 16–19 only in version 3 (both HELLOs offered
+ * MIG_FEAT_POSTCOPY).
  *
  *   PAGE_REQ       u32 n, u32 0, u64 gpa[n]          1 <= n <= MIG_PC_MAX_REQ, page-aligned
  *   POSTCOPY_START u64 ram_pages, u64 pending, u64 bitmap[ceil(ram_pages / 64)]
  *                  (bit set = page not sent yet; pending = popcount; no bit past ram_pages)
- *   POSTCOPY_DONE  u64 pages on demand, u64 pages streamed
+ *   POSTCOPY_DONE  u64 pages on demand, u64 pages streamed, u64 faults requested,
+ *                  u32 fault latency median µs, u32 fault latency max µs
  *   PAGE_URGENT    the RAM layout (migrate/pages.h), raw, at most MIG_PC_MAX_REQ pages
  */
 #ifndef MIGRATE_POSTCOPY_PROTO_H
@@ -20,7 +22,7 @@
 #define MIG_PC_REQ_HDR		8u
 #define MIG_PC_REQ_MAX_LEN	(MIG_PC_REQ_HDR + 8u * MIG_PC_MAX_REQ)
 #define MIG_PC_START_HDR	16u
-#define MIG_PC_DONE_LEN		16u
+#define MIG_PC_DONE_LEN		32u
 
 /* Bytes of a POSTCOPY_START payload for @ram_pages pages. */
 static inline uint64_t mig_pc_start_len(uint64_t ram_pages)
@@ -47,7 +49,14 @@ uint64_t mig_pc_start_encode(uint8_t *out, uint64_t ram_pages, const uint64_t *b
 int mig_pc_start_decode(const uint8_t *in, size_t len, uint64_t ram_pages, uint64_t *bitmap,
 			uint64_t *pending);
 
-void mig_pc_done_encode(uint8_t out[MIG_PC_DONE_LEN], uint64_t on_demand, uint64_t streamed);
-int  mig_pc_done_decode(const uint8_t *in, size_t len, uint64_t *on_demand, uint64_t *streamed);
+/* What the destination reports when every page is in (its own figures, for the source's status). */
+struct mig_pc_done {
+	uint64_t on_demand;		/* pages installed from PAGE_URGENT answers */
+	uint64_t streamed;		/* pages installed from the background stream */
+	uint64_t faults;		/* faults that became a PAGE_REQ */
+	uint32_t lat_median_us, lat_max_us;	/* fault read → page installed */
+};
+void mig_pc_done_encode(uint8_t out[MIG_PC_DONE_LEN], const struct mig_pc_done *d);
+int  mig_pc_done_decode(const uint8_t *in, size_t len, struct mig_pc_done *d);
 
 #endif

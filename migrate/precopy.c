@@ -25,6 +25,12 @@
  *
  * Downtime is measured here as vCPU pause → ACK(COMPLETE) received: the destination's vCPU
  * resume plus one one-way latency, i.e. an upper bound of the true figure.
+ *
+ * Policy post-copy (opt-in): after postcopy_after_rounds rounds, or earlier when a round did
+ * not shrink the dirty set, pause + final sync as for stop-and-copy, then POSTCOPY_START with
+ * the pages still dirty instead of the pages themselves, STATE, COMPLETE, and postcopy_src.c
+ * serves the rest. Until ACK(POSTCOPY_START) a failure is the pre-copy one (resume here);
+ * after it the vCPUs here never run again: a failure then loses the VM (exit status 8).
  */
 #define LOG_TAG "precopy"
 #include <errno.h>
@@ -39,6 +45,7 @@
 #include "migrate/dirty.h"
 #include "migrate/migration.h"
 #include "migrate/pages.h"
+#include "migrate/postcopy.h"
 #include "migrate/proto.h"
 #include "migrate/stream.h"
 #include "vmm/lib/evloop.h"
@@ -68,6 +75,7 @@ struct precopy {
 	uint64_t *bm;
 	bool paused_by_us;
 	uint32_t version;		/* negotiated protocol version */
+	struct mig_pc_src ps;		/* post-copy: ps.acked = the VM is no longer ours */
 
 	/* throttle thread */
 	pthread_t thr;
@@ -210,10 +218,14 @@ static int handshake(struct precopy *pc)
 	struct mig_hello local = { MIG_VERSION_MIN, MIG_VERSION_MAX, MIG_FEAT_ZSTD }, peer;
 	uint8_t hello[MIG_HELLO_LEN], *payload = NULL, *cfg = NULL;
 	struct mig_config c;
+	uint64_t features;
 	uint32_t version;
 	size_t len = 0;
 	int ret;
 
+	/* Offered only when asked for: any other migration negotiates version 2 as before. */
+	if (pc->p.policy == MIG_POLICY_POSTCOPY)
+		local.features |= MIG_FEAT_POSTCOPY;
 	mig_hello_encode(hello, &local);
 	ret = mig_stream_send_msg(&pc->s, MIG_HELLO, hello, sizeof(hello));
 	if (ret < 0)
@@ -225,11 +237,15 @@ static int handshake(struct precopy *pc)
 	free(payload);
 	if (ret < 0)
 		return fail(pc, ret, "malformed HELLO from the destination");
-	ret = mig_version_pick(&local, &peer, &version);
+	ret = mig_hello_agree(&local, &peer, &version, &features);
 	if (ret < 0)
 		return fail(pc, ret, "no common protocol version (we speak %u..%u, the destination %u..%u)",
 			    local.min_version, local.max_version, peer.min_version, peer.max_version);
 	pc->version = version;
+	pc->s.version = version;
+	if (pc->p.policy == MIG_POLICY_POSTCOPY && !(features & MIG_FEAT_POSTCOPY))
+		return fail(pc, -EOPNOTSUPP, "the destination does not offer post-copy (no "
+			    "userfaultfd there, or an older vmm): refused, the VM stays here");
 
 	mig_config_init(&c);
 	ret = mig_local_config(pc->m, &c);
@@ -344,6 +360,9 @@ static int iterate(struct precopy *pc)
 			return fail(pc, ret, "dirty log sync: %s", strerror(-ret));
 		now = mig_now_ns();
 		remaining = mig_bitmap_weight(pc->bm, pc->tx.npages);
+		/* postcopy_after_rounds 0: nothing is pre-copied, every page comes after the switch */
+		if (round == 0 && pc->p.policy == MIG_POLICY_POSTCOPY && !pc->p.postcopy_after_rounds)
+			return 1;
 		if (round > 0) {
 			/*
 			 * Every dirty page is costed as a data page at the rate data pages went
@@ -364,7 +383,16 @@ static int iterate(struct precopy *pc)
 			log_info("round %u: %" PRIu64 " dirty pages (%" PRIu64 " KiB), bandwidth %.1f MiB/s,"
 				 " expected downtime %.1f ms", round, remaining, remaining * 4,
 				 (double)bw / 1048576.0, est == UINT64_MAX ? -1.0 : (double)est / 1e6);
-			if (remaining == 0 || est <= pc->p.downtime_ns)
+			if (remaining == 0)
+				return 0;
+			/*
+			 * Post-copy: after the rounds asked for, or as soon as a round did not shrink
+			 * the dirty set (more rounds would not converge either).
+			 */
+			if (pc->p.policy == MIG_POLICY_POSTCOPY &&
+			    (round >= pc->p.postcopy_after_rounds || count >= prev_count))
+				return 1;
+			if (est <= pc->p.downtime_ns)
 				return 0;
 			if (round >= pc->p.max_rounds) {
 				log_warn("round %u: max rounds reached, stopping with %.1f ms expected "
@@ -423,7 +451,7 @@ static int iterate(struct precopy *pc)
 struct timed_sink {
 	struct state_sink sink;
 	struct state_mem_sink mem;
-	uint64_t t_last, gap;
+	uint64_t t_last, gap, t_saved;
 	unsigned int after_hdr;		/* 1: the next write is the section's name */
 	unsigned int sections;
 	char slow_name[SLOWEST_N][24];
@@ -462,11 +490,10 @@ static int timed_sink_write(struct state_sink *sk, const void *buf, size_t len)
 	return ret;
 }
 
-static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
+/* Downtime starts: throttle off, vCPUs paused, devices quiesced, the final dirty sync. */
+static int pause_and_sync(struct precopy *pc, uint64_t *t_pause, uint64_t *t_paused)
 {
-	struct timed_sink ts = { .sink.write = timed_sink_write };
-	uint8_t *payload = NULL;
-	uint64_t count = 0, pages0, t_paused, t_pages, t_saved, t_state, t_applied = 0;
+	uint64_t count = 0;
 	int ret;
 
 	throttle_stop(pc);
@@ -477,13 +504,51 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 		pc->paused_by_us = true;
 	else if (ret != -EALREADY)
 		return fail(pc, ret, "pausing the vCPUs: %s", strerror(-ret));
-	t_paused = mig_now_ns();
+	*t_paused = mig_now_ns();
 	ret = state_quiesce_all(pc->m->reg);
 	if (ret < 0)
 		return fail(pc, ret, "quiescing devices: %s", strerror(-ret));
 	ret = mig_dirty_sync(&pc->d, pc->bm, &count);
 	if (ret < 0)
 		return fail(pc, ret, "final dirty sync: %s", strerror(-ret));
+	return 0;
+}
+
+/* STATE (every section saved now, timed into @ts) and COMPLETE, flushed. */
+static int send_state(struct precopy *pc, struct timed_sink *ts)
+{
+	int ret;
+
+	state_mem_sink_init(&ts->mem);
+	ts->t_last = mig_now_ns();
+	ret = state_save_all(pc->m->reg, &ts->sink);
+	if (ret < 0) {
+		free(ts->mem.buf);
+		return fail(pc, ret, "saving device state: %s", strerror(-ret));
+	}
+	ts->t_saved = mig_now_ns();
+	ret = mig_stream_send_msg(&pc->s, MIG_STATE, ts->mem.buf, ts->mem.len);
+	free(ts->mem.buf);
+	ts->mem.buf = NULL;
+	if (ret == 0)
+		ret = mig_stream_send_msg(&pc->s, MIG_COMPLETE, NULL, 0);
+	if (ret == 0)
+		ret = mig_stream_flush(&pc->s);
+	if (ret < 0)
+		return fail(pc, ret, "sending state: %s", strerror(-ret));
+	return 0;
+}
+
+static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
+{
+	struct timed_sink ts = { .sink.write = timed_sink_write };
+	uint8_t *payload = NULL;
+	uint64_t count = 0, pages0, t_paused, t_pages, t_saved, t_state, t_applied = 0;
+	int ret;
+
+	ret = pause_and_sync(pc, t_pause, &t_paused);
+	if (ret < 0)
+		return ret;
 	pages0 = pc->tx.st.pages_data + pc->tx.st.pages_zero;
 	ret = send_pages(pc, 0);
 	if (ret < 0)
@@ -496,22 +561,10 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	t_pages = mig_now_ns();
 	count = pc->tx.st.pages_data + pc->tx.st.pages_zero - pages0;
 
-	state_mem_sink_init(&ts.mem);
-	ts.t_last = mig_now_ns();
-	ret = state_save_all(pc->m->reg, &ts.sink);
-	if (ret < 0) {
-		free(ts.mem.buf);
-		return fail(pc, ret, "saving device state: %s", strerror(-ret));
-	}
-	t_saved = mig_now_ns();
-	ret = mig_stream_send_msg(&pc->s, MIG_STATE, ts.mem.buf, ts.mem.len);
-	free(ts.mem.buf);
-	if (ret == 0)
-		ret = mig_stream_send_msg(&pc->s, MIG_COMPLETE, NULL, 0);
-	if (ret == 0)
-		ret = mig_stream_flush(&pc->s);
+	ret = send_state(pc, &ts);
 	if (ret < 0)
-		return fail(pc, ret, "sending state: %s", strerror(-ret));
+		return ret;
+	t_saved = ts.t_saved;
 	set_phase(pc, MIG_ST_COMPLETING);
 	t_state = mig_now_ns();
 	/* the destination loads state first */
@@ -543,6 +596,51 @@ static int stop_and_copy(struct precopy *pc, uint64_t *t_pause)
 	return ret;
 }
 
+/*
+ * Post-copy switch-over: pause and sync as for stop-and-copy, then POSTCOPY_START (the pages
+ * still dirty), STATE, COMPLETE, and serve pages until POSTCOPY_DONE (postcopy_src.c).
+ * Downtime = pause → ACK(POSTCOPY_START), which the destination sends once its vCPUs run.
+ */
+static int postcopy(struct precopy *pc, uint64_t *t_pause)
+{
+	struct timed_sink ts = { .sink.write = timed_sink_write };
+	uint64_t t_paused, t_sent;
+	int ret;
+
+	ret = pause_and_sync(pc, t_pause, &t_paused);
+	if (ret < 0)
+		return ret;
+	pc->ps.m = pc->m;
+	pc->ps.s = &pc->s;
+	pc->ps.seq = &pc->seq;
+	pc->ps.tx = &pc->tx;
+	pc->ps.bm = pc->bm;
+	pc->ps.t_pause = *t_pause;
+	pc->ps.reply_timeout_ms = (int)(pc->s.timeout_ms > ACK_TIMEOUT_MS ? pc->s.timeout_ms :
+					ACK_TIMEOUT_MS);
+	ret = mig_pc_src_start(&pc->ps);
+	if (ret == 0)
+		ret = send_state(pc, &ts);
+	if (ret < 0)
+		return fail(pc, ret, "%s", pc->ps.err[0] ? pc->ps.err : strerror(-ret));
+	t_sent = mig_now_ns();
+	set_phase(pc, MIG_ST_POSTCOPY);
+	if (pc->s.timeout_ms < ACK_TIMEOUT_MS)
+		pc->s.timeout_ms = ACK_TIMEOUT_MS;	/* the destination loads state first */
+	ret = mig_pc_src_serve(&pc->ps);
+	if (ret < 0)
+		return fail(pc, ret, "%s", pc->ps.err);
+	log_info("post-copy: pause %.2f ms, state %u sections %zu KiB sent %.2f ms after it; "
+		 "downtime %.2f ms; post-copy phase %.1f ms: %" PRIu64 " pages on demand, %" PRIu64
+		 " streamed, %" PRIu64 " faults, fault latency median %.2f ms, max %.2f ms",
+		 (double)(t_paused - *t_pause) / 1e6, ts.sections, ts.mem.len >> 10,
+		 (double)(t_sent - t_paused) / 1e6, (double)(pc->ps.t_ack - *t_pause) / 1e6,
+		 (double)(pc->ps.t_done - pc->ps.t_ack) / 1e6, pc->ps.done.on_demand,
+		 pc->ps.done.streamed, pc->ps.done.faults, pc->ps.done.lat_median_us / 1e3,
+		 pc->ps.done.lat_max_us / 1e3);
+	return 0;
+}
+
 /* Loop thread: publish the end and, after success, stop this VM (the destination runs it). */
 static void end_on_loop(void *opaque)
 {
@@ -564,6 +662,8 @@ static void end_on_loop(void *opaque)
 	pthread_mutex_unlock(&m->lock);
 	if (done)
 		vm_request_stop(m->vm, VM_STOP_POWEROFF, 0);
+	else if (m->vm_lost)		/* post-copy failed after the switch-over */
+		vm_request_stop(m->vm, VM_STOP_POSTCOPY_LOST, 0);
 }
 
 static void cleanup(struct precopy *pc, int ret)
@@ -582,7 +682,8 @@ static void cleanup(struct precopy *pc, int ret)
 		}
 		if (pc->dirty_started)
 			mig_dirty_stop(&pc->d);
-		if (pc->paused_by_us)
+		/* After ACK(POSTCOPY_START) the destination may have run the VM: never resume. */
+		if (pc->paused_by_us && !pc->ps.acked)
 			vm_resume(pc->vm);
 	}
 	pthread_mutex_lock(&m->lock);
@@ -665,7 +766,7 @@ static void *worker(void *arg)
 	ret = iterate(pc);
 	if (ret < 0)
 		goto out;
-	ret = stop_and_copy(pc, &t_pause);
+	ret = ret == 1 ? postcopy(pc, &t_pause) : stop_and_copy(pc, &t_pause);
 out:
 	t_end = mig_now_ns();
 	if (ret < 0 && ret != -ECANCELED && cancelled(pc)) {
@@ -680,12 +781,13 @@ out:
 	m->st.total_ns = t_end - t0;
 	if (ret == 0) {
 		m->st.phase = MIG_ST_COMPLETED;
-		m->st.downtime_ns = t_end - t_pause;
+		m->st.downtime_ns = (pc->ps.acked ? pc->ps.t_ack : t_end) - t_pause;
 		m->st.remaining_bytes = 0;
 		m->st.bytes_wire = pc->s.bytes_sent ? pc->s.bytes_sent : m->st.bytes_wire;
 	} else {
 		m->st.phase = ret == -ECANCELED ? MIG_ST_CANCELLED : MIG_ST_FAILED;
 		snprintf(m->st.error, sizeof(m->st.error), "%s", pc->err);
+		m->vm_lost = pc->ps.acked;
 	}
 	m->worker_running = false;
 	m->end_pending = true;
@@ -695,6 +797,9 @@ out:
 			 "%" PRIu64 " rounds, %.1f MiB on the wire", (double)m->st.total_ns / 1e6,
 			 (double)m->st.downtime_ns / 1e6, (double)m->st.setup_ns / 1e6,
 			 (uint64_t)m->st.round + 1, (double)m->st.bytes_wire / 1048576.0);
+	else if (pc->ps.acked)
+		log_err("post-copy failed after switch-over, the VM is lost (not resumed here): %s",
+			pc->err);
 	else
 		log_err("migration failed, the VM keeps running here: %s", pc->err);
 	evloop_post(m->loop, end_on_loop, m);
@@ -717,8 +822,6 @@ int mig_precopy_start(struct mig_ctx *m, const struct mig_params *p)
 		pthread_join(m->worker, NULL);
 		m->worker_joinable = false;
 	}
-	if (p->policy == MIG_POLICY_POSTCOPY)
-		return -EOPNOTSUPP;
 	pc = calloc(1, sizeof(*pc));
 	if (!pc)
 		return -ENOMEM;
@@ -752,7 +855,8 @@ int mig_precopy_cancel(struct mig_ctx *m)
 	int ret = 0;
 
 	pthread_mutex_lock(&m->lock);
-	if (!m->worker_running || m->st.phase == MIG_ST_COMPLETING) {
+	if (!m->worker_running || m->st.phase == MIG_ST_COMPLETING ||
+	    m->st.phase == MIG_ST_POSTCOPY) {
 		/* After COMPLETE went out the destination may already run the VM: too late. */
 		ret = m->worker_running ? -EBUSY : -ENOENT;
 	} else {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migrate/postcopy_proto.h"
 #include "migrate/proto.h"
 #include "vmm/lib/log.h"
 
@@ -43,14 +44,28 @@ static const struct {
 };
 #define NR_CMDS (sizeof(cmd_table) / sizeof(cmd_table[0]))
 
+/*
+ * Version 3 (post-copy). POSTCOPY_START's bitmap is 1 bit per 4 KiB page: 1 TiB of guest RAM
+ * → 32 MiB (+ 16 bytes), under the 70 MiB every bound stays below; the decoder then requires
+ * the exact length for this VM's RAM.
+ */
+#define MIG_PC_MAX_RAM_PAGES	((1ull << 40) / MIG_PAGE_SIZE)
+static const struct {
+	const char *name;
+	uint64_t min, max;
+} pc_cmd_table[] = {
+	[MIG_PAGE_REQ - MIG_PAGE_REQ]		= { "PAGE_REQ", MIG_PC_REQ_HDR + 8, MIG_PC_REQ_MAX_LEN },
+	[MIG_PAGE_URGENT - MIG_PAGE_REQ]	= { "PAGE_URGENT", MIG_RAM_HDR_LEN + 8 + 1,
+						    MIG_RAM_HDR_LEN + (uint64_t)MIG_PC_MAX_REQ * (8 + MIG_PAGE_SIZE) },
+	[MIG_POSTCOPY_START - MIG_PAGE_REQ]	= { "POSTCOPY_START", MIG_PC_START_HDR + 8,
+						    MIG_PC_START_HDR + MIG_PC_MAX_RAM_PAGES / 8 },
+	[MIG_POSTCOPY_DONE - MIG_PAGE_REQ]	= { "POSTCOPY_DONE", MIG_PC_DONE_LEN, MIG_PC_DONE_LEN },
+};
+
 const char *mig_cmd_name(uint16_t cmd)
 {
-	switch (cmd) {
-	case MIG_PAGE_REQ:		return "PAGE_REQ";
-	case MIG_PAGE_URGENT:		return "PAGE_URGENT";
-	case MIG_POSTCOPY_START:	return "POSTCOPY_START";
-	case MIG_POSTCOPY_DONE:		return "POSTCOPY_DONE";
-	}
+	if (cmd >= MIG_PAGE_REQ && cmd <= MIG_POSTCOPY_DONE)
+		return pc_cmd_table[cmd - MIG_PAGE_REQ].name;
 	if (cmd < NR_CMDS && cmd_table[cmd].name)
 		return cmd_table[cmd].name;
 	return "unknown";
@@ -65,6 +80,16 @@ int mig_cmd_len_bounds(uint16_t cmd, uint64_t *min, uint64_t *max)
 	return 1;
 }
 
+int mig_cmd_len_bounds_ver(uint16_t cmd, uint32_t version, uint64_t *min, uint64_t *max)
+{
+	if (version >= MIG_VERSION_POSTCOPY && cmd >= MIG_PAGE_REQ && cmd <= MIG_POSTCOPY_DONE) {
+		*min = pc_cmd_table[cmd - MIG_PAGE_REQ].min;
+		*max = pc_cmd_table[cmd - MIG_PAGE_REQ].max;
+		return 1;
+	}
+	return mig_cmd_len_bounds(cmd, min, max);
+}
+
 void mig_hdr_encode(uint8_t out[MIG_HDR_LEN], uint16_t cmd, uint16_t flags, uint64_t len)
 {
 	put_le32(out, MIG_MAGIC);
@@ -74,6 +99,11 @@ void mig_hdr_encode(uint8_t out[MIG_HDR_LEN], uint16_t cmd, uint16_t flags, uint
 }
 
 int mig_hdr_decode(const uint8_t in[MIG_HDR_LEN], struct mig_hdr *h)
+{
+	return mig_hdr_decode_ver(in, MIG_VERSION_POSTCOPY - 1, h);
+}
+
+int mig_hdr_decode_ver(const uint8_t in[MIG_HDR_LEN], uint32_t version, struct mig_hdr *h)
 {
 	uint64_t min, max;
 
@@ -86,9 +116,9 @@ int mig_hdr_decode(const uint8_t in[MIG_HDR_LEN], struct mig_hdr *h)
 			h->magic);
 		return -EBADMSG;
 	}
-	if (!mig_cmd_len_bounds(h->cmd, &min, &max)) {
+	if (!mig_cmd_len_bounds_ver(h->cmd, version, &min, &max)) {
 		log_err("message %u (%s) is not part of protocol version %u", h->cmd,
-			mig_cmd_name(h->cmd), MIG_VERSION_MAX);
+			mig_cmd_name(h->cmd), version);
 		return -EPROTO;
 	}
 	if (h->flags) {
@@ -143,6 +173,37 @@ int mig_version_pick(const struct mig_hello *local, const struct mig_hello *peer
 		return -EPROTONOSUPPORT;
 	}
 	*version = hi;
+	return 0;
+}
+
+int mig_hello_agree(const struct mig_hello *local, const struct mig_hello *peer,
+		    uint32_t *version, uint64_t *features)
+{
+	uint64_t f = local->features & peer->features;
+	uint32_t v;
+	int ret;
+
+	ret = mig_version_pick(local, peer, &v);
+	if (ret < 0)
+		return ret;
+	/*
+	 * Version 3 only means "post-copy commands allowed"; without both sides able to do it
+	 * stay on 2, so a v3 build without userfaultfd talks to anyone exactly as a v2 build.
+	 */
+	if (v >= MIG_VERSION_POSTCOPY && !(f & MIG_FEAT_POSTCOPY)) {
+		uint32_t lo = local->min_version > peer->min_version ?
+			      local->min_version : peer->min_version;
+
+		if (lo >= MIG_VERSION_POSTCOPY) {
+			log_err("no common protocol version without post-copy (both need %u or above)", lo);
+			return -EPROTONOSUPPORT;
+		}
+		v = MIG_VERSION_POSTCOPY - 1;
+	}
+	if (v < MIG_VERSION_POSTCOPY)
+		f &= ~MIG_FEAT_POSTCOPY;
+	*version = v;
+	*features = f;
 	return 0;
 }
 
@@ -509,6 +570,13 @@ void mig_seq_init(struct mig_seq *s, enum mig_role role)
 {
 	s->role = role;
 	s->phase = MIG_PH_HELLO;
+	s->pc_acked = false;
+}
+
+void mig_seq_postcopy(struct mig_seq *s)
+{
+	if (s->role == MIG_ROLE_SOURCE && s->phase == MIG_PH_RAM)
+		s->phase = MIG_PH_POSTCOPY;
 }
 
 static int seq_next(const struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd, enum mig_phase *next)
@@ -533,9 +601,24 @@ static int seq_next(const struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd, enu
 				return 0;
 			}
 			if (cmd == MIG_STATE) { *next = MIG_PH_COMPLETE; return 0; }
+			/* (the header decoder lets it through only in version 3) */
+			if (cmd == MIG_POSTCOPY_START) { *next = MIG_PH_PC_STATE; return 0; }
 			break;
 		case MIG_PH_COMPLETE:
 			if (cmd == MIG_COMPLETE) { *next = MIG_PH_DONE; return 0; }
+			break;
+		case MIG_PH_PC_STATE:
+			if (cmd == MIG_STATE) { *next = MIG_PH_PC_COMPLETE; return 0; }
+			break;
+		case MIG_PH_PC_COMPLETE:
+			if (cmd == MIG_COMPLETE) { *next = MIG_PH_POSTCOPY; return 0; }
+			break;
+		case MIG_PH_POSTCOPY:
+			/* Until every page is in; the receiver ends the sequence itself. */
+			if (cmd == MIG_RAM || cmd == MIG_RAM_ZERO || cmd == MIG_PAGE_URGENT) {
+				*next = MIG_PH_POSTCOPY;
+				return 0;
+			}
 			break;
 		default:
 			break;
@@ -556,6 +639,15 @@ static int seq_next(const struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd, enu
 	case MIG_PH_COMPLETE:
 		if (cmd == MIG_ACK && ack_cmd == MIG_COMPLETE) { *next = MIG_PH_DONE; return 0; }
 		break;
+	case MIG_PH_POSTCOPY:
+		/* Page requests may come before the ACK: the destination's state load faults too. */
+		if (cmd == MIG_PAGE_REQ) { *next = MIG_PH_POSTCOPY; return 0; }
+		if (cmd == MIG_ACK && ack_cmd == MIG_POSTCOPY_START && !s->pc_acked) {
+			*next = MIG_PH_POSTCOPY;
+			return 0;
+		}
+		if (cmd == MIG_POSTCOPY_DONE && s->pc_acked) { *next = MIG_PH_DONE; return 0; }
+		break;
 	default:
 		break;
 	}
@@ -566,7 +658,9 @@ int mig_seq_accept(struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd)
 {
 	static const char *const phase_names[] = {
 		[MIG_PH_HELLO] = "HELLO", [MIG_PH_CONFIG] = "CONFIG", [MIG_PH_RAM] = "RAM",
-		[MIG_PH_COMPLETE] = "COMPLETE", [MIG_PH_DONE] = "DONE", [MIG_PH_ABORTED] = "ABORTED",
+		[MIG_PH_COMPLETE] = "COMPLETE", [MIG_PH_PC_STATE] = "POSTCOPY_START",
+		[MIG_PH_PC_COMPLETE] = "POSTCOPY STATE", [MIG_PH_POSTCOPY] = "POSTCOPY",
+		[MIG_PH_DONE] = "DONE", [MIG_PH_ABORTED] = "ABORTED",
 	};
 	enum mig_phase next;
 
@@ -575,6 +669,8 @@ int mig_seq_accept(struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd)
 			mig_cmd_name(cmd), phase_names[s->phase]);
 		return -EPROTO;
 	}
+	if (s->role == MIG_ROLE_SOURCE && cmd == MIG_ACK && ack_cmd == MIG_POSTCOPY_START)
+		s->pc_acked = true;
 	s->phase = next;
 	return 0;
 }

@@ -22,9 +22,14 @@
 #define MIG_MAGIC		0x474d4d56u	/* "VMMG" as bytes on the wire (LE u32) */
 #define MIG_HDR_LEN		16u
 
-/* Protocol versions this build speaks (HELLO picks the highest common one). */
+/*
+ * Protocol versions this build speaks (HELLO picks the highest common one). Version 3 adds
+ * the post-copy commands 16–19 and is only used when both HELLOs carry MIG_FEAT_POSTCOPY
+ * (mig_hello_agree); without it two v3 builds speak 2, exactly as before.
+ */
 #define MIG_VERSION_MIN		1u
-#define MIG_VERSION_MAX		2u
+#define MIG_VERSION_MAX		3u
+#define MIG_VERSION_POSTCOPY	3u	/* first version with commands 16–19 */
 
 #define MIG_PAGE_SIZE		4096u
 /*
@@ -59,9 +64,9 @@ enum mig_cmd {
 	MIG_ACK		= 8,	/* dst → src: a command succeeded (CONFIG, COMPLETE) */
 	MIG_ABORT	= 9,	/* either way: give up, with errno and text */
 	/*
-	 * 16..31 reserved for post-copy (not implemented in protocol version 1; a v1 receiver
-	 * refuses them): dst → src page request by gpa list, src → dst urgent page data,
-	 * src → dst "switch to post-copy", dst → src "all pages present".
+	 * Post-copy, protocol version 3 only (mig_hdr_decode_ver refuses them below it):
+	 * dst → src page request by gpa list, src → dst urgent page data, src → dst "switch to
+	 * post-copy", dst → src "all pages present". Payloads: migrate/postcopy_proto.h.
 	 */
 	MIG_PAGE_REQ		= 16,
 	MIG_PAGE_URGENT		= 17,
@@ -82,21 +87,25 @@ _Static_assert(sizeof(struct mig_hdr) == MIG_HDR_LEN, "wire layout");
 /* Fill 16 wire bytes. */
 void mig_hdr_encode(uint8_t out[MIG_HDR_LEN], uint16_t cmd, uint16_t flags, uint64_t len);
 /*
- * Decode and check 16 wire bytes: magic (-EBADMSG), known command (-EPROTO; the reserved
- * post-copy commands too), flags zero (-EBADMSG), and len within the command's bounds
- * (mig_cmd_len_ok; -E2BIG over the maximum, -EBADMSG under the minimum). Safe to allocate
- * h->len bytes after it returns 0.
+ * Decode and check 16 wire bytes: magic (-EBADMSG), known command (-EPROTO; the post-copy
+ * commands too, below version 3), flags zero (-EBADMSG), and len within the command's bounds
+ * (mig_cmd_len_bounds_ver; -E2BIG over the maximum, -EBADMSG under the minimum). Safe to
+ * allocate h->len bytes after it returns 0. mig_hdr_decode() is mig_hdr_decode_ver() for
+ * version 2 (what every stream speaks until HELLO agreed on post-copy).
  */
 int mig_hdr_decode(const uint8_t in[MIG_HDR_LEN], struct mig_hdr *h);
-/* The payload bounds of a command: [min, max]. 0 for an unknown command. */
+int mig_hdr_decode_ver(const uint8_t in[MIG_HDR_LEN], uint32_t version, struct mig_hdr *h);
+/* The payload bounds of a command in versions 1..2: [min, max]. 0 for an unknown command. */
 int mig_cmd_len_bounds(uint16_t cmd, uint64_t *min, uint64_t *max);
+/* The same in @version (the post-copy commands exist from MIG_VERSION_POSTCOPY on). */
+int mig_cmd_len_bounds_ver(uint16_t cmd, uint32_t version, uint64_t *min, uint64_t *max);
 const char *mig_cmd_name(uint16_t cmd);
 
 /* ---- HELLO ---- */
 
 /* Feature bits in HELLO: informational in v1 (what the sender can do), ANDed by both. */
 #define MIG_FEAT_ZSTD		(1ull << 0)	/* may send MIG_RAM_F_ZSTD batches */
-#define MIG_FEAT_POSTCOPY	(1ull << 1)	/* reserved */
+#define MIG_FEAT_POSTCOPY	(1ull << 1)	/* can do post-copy (destination: userfaultfd works) */
 
 struct mig_hello {
 	uint32_t min_version;
@@ -115,6 +124,13 @@ int mig_hello_decode(const uint8_t *in, size_t len, struct mig_hello *h);
  */
 int mig_version_pick(const struct mig_hello *local, const struct mig_hello *peer,
 		     uint32_t *version);
+/*
+ * What both sides use: *features = local & peer, *version = mig_version_pick's, but never
+ * MIG_VERSION_POSTCOPY or above unless both offered MIG_FEAT_POSTCOPY (then the highest
+ * common version below it; -EPROTONOSUPPORT if there is none). Symmetric like _pick.
+ */
+int mig_hello_agree(const struct mig_hello *local, const struct mig_hello *peer,
+		    uint32_t *version, uint64_t *features);
 
 /* ---- CONFIG: what the destination compares before any memory moves ---- */
 
@@ -189,7 +205,9 @@ int  mig_abort_decode(const uint8_t *in, size_t len, int *err, char *msg, size_t
  * then any number of ACK(ROUND_END) (version 2: the destination applied that round), then
  * ACK(COMPLETE). ABORT is accepted at any point. mig_seq_accept() returns 0 and advances,
  * or -EPROTO (logged) for a message out of order — e.g. RAM before CONFIG was accepted, or a
- * second STATE.
+ * second STATE. Post-copy (v3): the destination takes POSTCOPY_START instead of STATE during
+ * the rounds, then STATE, COMPLETE, then RAM/RAM_ZERO/PAGE_URGENT; the source, after
+ * mig_seq_postcopy(), PAGE_REQ (any number), one ACK(POSTCOPY_START), then POSTCOPY_DONE.
  */
 enum mig_role { MIG_ROLE_SOURCE, MIG_ROLE_DEST };
 enum mig_phase {
@@ -197,14 +215,21 @@ enum mig_phase {
 	MIG_PH_CONFIG,		/* dst: waiting for CONFIG / src: waiting for ACK(CONFIG) */
 	MIG_PH_RAM,		/* dst: RAM rounds until STATE */
 	MIG_PH_COMPLETE,	/* dst: STATE received, waiting for COMPLETE / src: for ACK */
+	MIG_PH_PC_STATE,	/* dst: POSTCOPY_START received, STATE must follow */
+	MIG_PH_PC_COMPLETE,	/* dst: post-copy STATE received, waiting for COMPLETE */
+	MIG_PH_POSTCOPY,	/* dst: RAM/RAM_ZERO/PAGE_URGENT until every page is in /
+				   src: PAGE_REQ, one ACK(POSTCOPY_START), then POSTCOPY_DONE */
 	MIG_PH_DONE,
 	MIG_PH_ABORTED,
 };
 struct mig_seq {
 	enum mig_role role;
 	enum mig_phase phase;
+	bool pc_acked;		/* src: ACK(POSTCOPY_START) seen (POSTCOPY_DONE only after it) */
 };
 void mig_seq_init(struct mig_seq *s, enum mig_role role);
+/* Source: POSTCOPY_START was sent; from now on accept the post-copy replies. */
+void mig_seq_postcopy(struct mig_seq *s);
 /* @ack_cmd: for MIG_ACK, the acknowledged command (from mig_ack_decode), else ignored. */
 int  mig_seq_accept(struct mig_seq *s, uint16_t cmd, uint16_t ack_cmd);
 

@@ -420,7 +420,7 @@ int mig_stream_recv_msg(struct mig_stream *s, struct mig_hdr *h, uint8_t **paylo
 	ret = mig_stream_recv(s, raw, sizeof(raw));
 	if (ret < 0)
 		return ret;
-	ret = mig_hdr_decode(raw, h);
+	ret = mig_hdr_decode_ver(raw, s->version, h);
 	if (ret < 0)
 		return ret;
 	if (h->len) {

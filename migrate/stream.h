@@ -55,6 +55,7 @@ struct mig_stream {
 	uint64_t bw_limit;		/* bytes per second, 0 = none */
 	uint64_t bw_start_ns, bw_bytes;	/* token bucket */
 	int err;			/* sticky first error */
+	uint32_t version;		/* negotiated (HELLO); received headers are checked for it */
 	/* statistics */
 	uint64_t bytes_sent;		/* completed */
 	uint64_t bytes_recv;

@@ -63,6 +63,7 @@ static const char usage_text[] =
 "  5  unhandled vCPU exit or KVM internal error (registers dumped on stderr)\n"
 "  6  the guest reported a crash (KVM system event)\n"
 "  7  killed (control socket 'kill', SIGTERM, SIGINT, SIGHUP)\n"
+"  8  post-copy migration lost the VM (the peer or the link died after switch-over)\n"
 "  other  a --firmware test guest wrote that value to the debug-exit port 0xf4\n";
 
 const char *config_usage(void)

@@ -42,6 +42,7 @@ enum vm_stop_reason {
 	VM_STOP_CRASH,			/* KVM_SYSTEM_EVENT_CRASH */
 	VM_STOP_HALT,			/* HLT reached userspace (only without an in-kernel LAPIC) */
 	VM_STOP_KILLED,			/* control 'kill' / signal */
+	VM_STOP_POSTCOPY_LOST,		/* post-copy: the other side died after switch-over */
 };
 
 struct vcpu {

@@ -61,6 +61,7 @@ const char *vm_stop_reason_name(enum vm_stop_reason r)
 	case VM_STOP_CRASH: return "guest-crash";
 	case VM_STOP_HALT: return "halt";
 	case VM_STOP_KILLED: return "killed";
+	case VM_STOP_POSTCOPY_LOST: return "post-copy-lost";
 	}
 	return "?";
 }
@@ -490,6 +491,7 @@ int vm_exit_status(struct vm *vm)
 	case VM_STOP_TRIPLE_FAULT: return VM_EXIT_TRIPLE_FAULT;
 	case VM_STOP_CRASH: return VM_EXIT_CRASH;
 	case VM_STOP_KILLED: return VM_EXIT_KILLED;
+	case VM_STOP_POSTCOPY_LOST: return VM_EXIT_POSTCOPY_LOST;
 	case VM_STOP_HALT:		/* a halted vCPU with no LAPIC to wake it never runs again */
 	case VM_STOP_INTERNAL:
 	case VM_STOP_NONE:

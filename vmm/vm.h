@@ -46,6 +46,11 @@ enum vm_exit_status {
 	VM_EXIT_INTERNAL = 5,
 	VM_EXIT_CRASH = 6,
 	VM_EXIT_KILLED = 7,
+	/*
+	 * Post-copy migration lost the VM: after the switch-over its memory was split between
+	 * source and destination and one of them (or the link) died (migrate/postcopy_*.c).
+	 */
+	VM_EXIT_POSTCOPY_LOST = 8,
 };
 
 struct vm {

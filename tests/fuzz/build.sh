@@ -27,8 +27,8 @@ echo "$out/fuzz_ctl_request"
 
 # The migration/snapshot stream parsers (migrate/proto, migrate/pages, vmm/state).
 "$CC" "${flags[@]}" -o "$out/fuzz_stream" tests/fuzz/fuzz_stream.c \
-	vmm/state.c vmm/lib/crc32c.c migrate/proto.c migrate/pages.c vmm/memory.c vmm/kvm.c \
-	vmm/lib/log.c -lzstd -lpthread
+	vmm/state.c vmm/lib/crc32c.c migrate/proto.c migrate/pages.c migrate/postcopy_proto.c \
+	vmm/memory.c vmm/kvm.c vmm/lib/log.c -lzstd -lpthread
 echo "$out/fuzz_stream"
 
 # The virtio-net request parsers (tx header + frame, control queue commands) over chains.

@@ -11,6 +11,7 @@
  * Built with -DFUZZ_GEN_CORPUS it is instead a program that writes the seed corpus
  * (tests/fuzz/corpus_stream/) from the real encoders, so seeds follow format changes.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "migrate/pages.h"
+#include "migrate/postcopy_proto.h"
 #include "migrate/proto.h"
 #include "vmm/memory.h"
 #include "vmm/state.h"
@@ -137,7 +139,8 @@ static enum mig_phase run_messages(const uint8_t *p, size_t len, unsigned int *f
 		uint16_t ack_cmd = 0;
 		int ret;
 
-		if (mig_hdr_decode(p, &h) < 0)
+		/* version 3: the post-copy commands' decoders too */
+		if (mig_hdr_decode_ver(p, MIG_VERSION_POSTCOPY, &h) < 0)
 			return seq.phase;
 		p += MIG_HDR_LEN;
 		len -= MIG_HDR_LEN;
@@ -181,8 +184,30 @@ static enum mig_phase run_messages(const uint8_t *p, size_t len, unsigned int *f
 			break;
 		}
 		case MIG_RAM:
+		case MIG_PAGE_URGENT:
 			ret = mig_pages_rx_ram(&rx, pl, h.len);
 			break;
+		case MIG_PAGE_REQ: {
+			uint64_t gpa[MIG_PC_MAX_REQ];
+			uint32_t n;
+
+			ret = mig_pc_req_decode(pl, h.len, gpa, &n);
+			break;
+		}
+		case MIG_POSTCOPY_START: {
+			uint64_t pages = mem.size / MIG_PAGE_SIZE, pending;
+			uint64_t *bm = calloc((pages + 63) / 64, sizeof(*bm));
+
+			ret = bm ? mig_pc_start_decode(pl, h.len, pages, bm, &pending) : -ENOMEM;
+			free(bm);
+			break;
+		}
+		case MIG_POSTCOPY_DONE: {
+			struct mig_pc_done d;
+
+			ret = mig_pc_done_decode(pl, h.len, &d);
+			break;
+		}
 		case MIG_RAM_ZERO:
 			ret = mig_pages_rx_zero(&rx, pl, h.len);
 			break;
@@ -277,6 +302,22 @@ static void msg(struct out *o, uint16_t cmd, const void *pl, size_t len)
 	o->len += MIG_HDR_LEN + len;
 }
 
+/* Self-check: the seed is accepted end to end by the same code the fuzzer drives. */
+static bool seed_accepted(const struct out *o, enum mig_phase want)
+{
+	unsigned int failures;
+	enum mig_phase ph;
+
+	memset(mem.base, 0, mem.size);
+	ph = run_messages(o->b, o->len, &failures);
+	if (ph != want || failures) {
+		fprintf(stderr, "seed not accepted: phase %d (want %d), %u failures\n", ph, want,
+			failures);
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	struct state_registry reg;
@@ -355,18 +396,8 @@ int main(int argc, char **argv)
 	msg(&o, MIG_STATE, state.buf, state.len);
 	msg(&o, MIG_COMPLETE, NULL, 0);
 	put_file("migration-valid", o.b, o.len);
-	/* Self-check: the seed is accepted end to end by the same code the fuzzer drives. */
-	{
-		unsigned int failures;
-		enum mig_phase ph;
-
-		memset(mem.base, 0, mem.size);
-		ph = run_messages(o.b, o.len, &failures);
-		if (ph != MIG_PH_DONE || failures) {
-			fprintf(stderr, "seed not accepted: phase %d, %u failures\n", ph, failures);
-			return 1;
-		}
-	}
+	if (!seed_accepted(&o, MIG_PH_DONE))
+		return 1;
 
 	/* Short ones: an ABORT, an ACK, a HELLO from a newer peer. */
 	o.len = 0;
@@ -383,6 +414,63 @@ int main(int argc, char **argv)
 	memset(small + MIG_HELLO_LEN, 0x5a, 16);
 	msg(&o, MIG_HELLO, small, MIG_HELLO_LEN + 16);
 	put_file("hello-newer", o.b, o.len);
+
+	/*
+	 * Post-copy (version 3): HELLO, CONFIG, POSTCOPY_START (pages 0..31 to come), STATE,
+	 * COMPLETE, a PAGE_URGENT for page 3 and the background RAM / RAM_ZERO of the rest; and
+	 * the destination's two messages (decoded though out of order here).
+	 */
+	o.len = 0;
+	hello = (struct mig_hello){ MIG_VERSION_MIN, MIG_VERSION_MAX,
+				    MIG_FEAT_ZSTD | MIG_FEAT_POSTCOPY };
+	mig_hello_encode(hb, &hello);
+	msg(&o, MIG_HELLO, hb, sizeof(hb));
+	msg(&o, MIG_CONFIG, cb, clen);
+	{
+		uint64_t pages = mem.size / 4096, words = (pages + 63) / 64;
+		uint8_t *st = malloc(mig_pc_start_len(pages)), *urg;
+		size_t ulen = MIG_RAM_HDR_LEN + 8 + 4096;
+		struct mig_pc_done d = { 1, 31, 2, 150, 900 };
+		uint64_t gpa = 3 * 4096, le = htole64(gpa);
+
+		bm = calloc(words, 8);
+		bm[0] = 0xffffffffull;
+		mig_pc_start_encode(st, pages, bm);
+		msg(&o, MIG_POSTCOPY_START, st, mig_pc_start_len(pages));
+		free(st);
+		msg(&o, MIG_STATE, state.buf, state.len);
+		msg(&o, MIG_COMPLETE, NULL, 0);
+		urg = calloc(1, ulen);
+		urg[0] = 1;
+		memcpy(urg + MIG_RAM_HDR_LEN, &le, 8);
+		memcpy(urg + MIG_RAM_HDR_LEN + 8, (uint8_t *)mem.base + gpa, 4096);
+		msg(&o, MIG_PAGE_URGENT, urg, ulen);
+		free(urg);
+		mig_pages_tx_init(&tx, &mem, 0, 32);
+		mig_pages_buf_alloc_ram(&tx, &ram);
+		mig_pages_buf_alloc_zero(&zero);
+		bm[0] &= ~(1ull << 3);
+		pos = 0;
+		while (mig_pages_tx_next(&tx, bm, &pos, &ram, &zero) > 0) {
+			if (zero.len)
+				msg(&o, MIG_RAM_ZERO, zero.data + MIG_HDR_LEN, zero.len - MIG_HDR_LEN);
+			if (ram.len)
+				msg(&o, MIG_RAM, ram.data + MIG_HDR_LEN, ram.len - MIG_HDR_LEN);
+		}
+		mig_buf_free(&ram);
+		mig_buf_free(&zero);
+		mig_pages_tx_destroy(&tx);
+		free(bm);
+		put_file("postcopy-valid", o.b, o.len);
+		if (!seed_accepted(&o, MIG_PH_POSTCOPY))
+			return 1;
+		o.len = 0;
+		n = mig_pc_req_encode(small, (const uint64_t[]){ 0, 5 * 4096 }, 2);
+		msg(&o, MIG_PAGE_REQ, small, n);
+		mig_pc_done_encode(small, &d);
+		msg(&o, MIG_POSTCOPY_DONE, small, MIG_PC_DONE_LEN);
+		put_file("postcopy-dst", o.b, o.len);
+	}
 
 	free(o.b);
 	free(cb);

@@ -62,6 +62,26 @@ first_pass_after() {
 
 no_bad() { ! grep -aq BAD "$T_TMP/$1.con" || fail "$1: the verifier found a bad page: $(grep -a BAD "$T_TMP/$1.con")"; }
 
+# dest NAME [vmm args]: a destination listening on a fresh port ($port; pid in $dpid)
+dest() {
+	local n=$1
+	shift
+	port=$(free_port)
+	start_vmm "$n" --incoming "127.0.0.1:$port" "$@"
+	dpid=$pid
+	wait_for "$T_TMP/$n.err" "waiting for a migration|error" 20 || fail "$n: not listening: $(cat "$T_TMP/$n.err")"
+}
+
+# hop_continues WHAT SRC DST: no bad page on either side and DST's first pass is SRC's last + 1
+# ($first, $last set for the caller's log line)
+hop_continues() {
+	no_bad "$3"
+	no_bad "$2"
+	first=$(first_pass_after "$2" "$3")
+	last=$(last_pass "$2")
+	[ "$first" -eq $((last + 1)) ] || fail "$1: source ended at pass $last, destination began at $first"
+}
+
 # wait_passes NAME N SECS: until NAME's console shows pass N
 wait_passes() {
 	local end=$((SECONDS + $3))

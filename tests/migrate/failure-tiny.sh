@@ -14,16 +14,6 @@ start_vmm src
 wait_passes src 3 30 || fail "dirtier did not start: $(cat "$T_TMP/src.err")"
 S=$T_TMP/src.sock
 
-# dest NAME [args]: a destination listening on a fresh port ($port)
-dest() {
-	local n=$1
-	shift
-	port=$(free_port)
-	start_vmm "$n" --incoming "127.0.0.1:$port" "$@"
-	dpid=$pid
-	wait_for "$T_TMP/$n.err" "waiting for a migration|error" 20 || fail "$n: not listening"
-}
-
 # migrate_slow PORT [extra json]: start a 2 MiB/s migration (round 0 of 16 MiB ≈ 8 s)
 migrate_slow() {
 	r=$(ctl "$S" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"127.0.0.1:$1\",\"bandwidth_mbps\":2${2:-}}}") ||

@@ -21,12 +21,8 @@ for i in 1 2 3 4 5 6; do
 	wait_exit "$spid" 20
 	[ "$st" = 0 ] || fail "hop $i: source exit $st: $(tail -3 "$T_TMP/$prev.err")"
 	wait_passes "h$i" $((before + 3)) 30 || fail "hop $i: destination does not run: $(tail -3 "$T_TMP/h$i.err")"
-	no_bad "h$i"
-	no_bad "$prev"
-	first=$(first_pass_after "$prev" "h$i")
-	last=$(last_pass "$prev")
 	# the destination continues the sequence: its first pass follows the source's last
-	[ "$first" -eq $((last + 1)) ] || fail "hop $i: source ended at pass $last, destination began at $first"
+	hop_continues "hop $i" "$prev" "h$i"
 	log "hop $i: total $(json_field "$r" total_ms) ms, downtime $(json_field "$r" downtime_ms) ms," \
 		"setup $(json_field "$r" setup_ms) ms, rounds $(( $(json_field "$r" round) + 1 ))," \
 		"$(json_field "$r" bytes_sent) bytes; passes $last -> $first"

@@ -89,13 +89,6 @@ if sys.argv[1] == "relay": relay(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 else: replay(int(sys.argv[2]), sys.argv[3], sys.argv[4])
 PY
 
-dest() {
-	port=$(free_port)
-	start_vmm "$1" --incoming "127.0.0.1:$port"
-	dpid=$pid
-	wait_for "$T_TMP/$1.err" "waiting for a migration" 20 || fail "$1: not listening"
-}
-
 # record a real migration
 start_vmm src
 wait_passes src 3 30 || fail "dirtier did not start"

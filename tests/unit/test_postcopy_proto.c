@@ -118,15 +118,24 @@ static void test_start_refused(void **state)
 
 static void test_done(void **state)
 {
+	struct mig_pc_done in = { 12345, 0x1122334455ull, 77, 250, 0xfffffff0u }, out;
 	uint8_t buf[MIG_PC_DONE_LEN];
-	uint64_t a = 0, b = 0;
 
-	mig_pc_done_encode(buf, 12345, 0x1122334455ull);
-	assert_int_equal(mig_pc_done_decode(buf, sizeof(buf), &a, &b), 0);
-	assert_int_equal(a, 12345);
-	assert_int_equal(b, 0x1122334455ull);
-	assert_int_equal(mig_pc_done_decode(buf, 15, &a, &b), -EBADMSG);
-	assert_int_equal(mig_pc_done_decode(buf, 0, &a, &b), -EBADMSG);
+	mig_pc_done_encode(buf, &in);
+	assert_int_equal(mig_pc_done_decode(buf, sizeof(buf), &out), 0);
+	assert_int_equal(out.on_demand, 12345);
+	assert_int_equal(out.streamed, 0x1122334455ull);
+	assert_int_equal(out.faults, 77);
+	assert_int_equal(out.lat_median_us, 250);
+	assert_int_equal(out.lat_max_us, 0xfffffff0u);
+	/* little-endian on the wire */
+	assert_int_equal(buf[0], 0x39);
+	assert_int_equal(buf[1], 0x30);
+	assert_int_equal(buf[28], 0xf0);
+	assert_int_equal(mig_pc_done_decode(buf, 16, &out), -EBADMSG);	/* the old 16-byte draft */
+	assert_int_equal(mig_pc_done_decode(buf, MIG_PC_DONE_LEN - 1, &out), -EBADMSG);
+	assert_int_equal(mig_pc_done_decode(buf, MIG_PC_DONE_LEN + 1, &out), -EBADMSG);
+	assert_int_equal(mig_pc_done_decode(buf, 0, &out), -EBADMSG);
 }
 
 int main(void)

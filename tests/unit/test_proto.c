@@ -302,6 +302,162 @@ static void test_small_messages(void **unused)
 	assert_int_equal(err, EPROTO);
 }
 
+/* Commands 16–19 exist only in version 3: refused by a v2 (and v1) decoder. */
+static void test_hdr_postcopy_v3_only(void **unused)
+{
+	static const uint16_t pc[] = { MIG_PAGE_REQ, MIG_PAGE_URGENT, MIG_POSTCOPY_START,
+				       MIG_POSTCOPY_DONE };
+	uint8_t b[16];
+	struct mig_hdr h;
+	uint64_t min, max;
+	unsigned int i, cmd;
+
+	quiet_begin();
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(mig_cmd_len_bounds_ver(pc[i], 3, &min, &max), 1);
+		assert_int_equal(mig_cmd_len_bounds_ver(pc[i], 2, &min, &max), 0);
+		assert_int_equal(mig_cmd_len_bounds_ver(pc[i], 3, &min, &max), 1);
+		mig_hdr_encode(b, pc[i], 0, min);
+		assert_int_equal(mig_hdr_decode(b, &h), -EPROTO);
+		assert_int_equal(mig_hdr_decode_ver(b, 1, &h), -EPROTO);
+		assert_int_equal(mig_hdr_decode_ver(b, 2, &h), -EPROTO);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), 0);
+		assert_int_equal(h.cmd, pc[i]);
+		mig_hdr_encode(b, pc[i], 0, max);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), 0);
+		mig_hdr_encode(b, pc[i], 0, max + 1);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), -E2BIG);
+		mig_hdr_encode(b, pc[i], 0, min - 1);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), -EBADMSG);
+		mig_hdr_encode(b, pc[i], 1, min);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), -EBADMSG);
+		assert_true(max < (70ull << 20));
+	}
+	/* exact bounds from the design */
+	assert_int_equal(mig_cmd_len_bounds_ver(MIG_PAGE_REQ, 3, &min, &max), 1);
+	assert_int_equal(min, 16);
+	assert_int_equal(max, 520);
+	assert_int_equal(mig_cmd_len_bounds_ver(MIG_PAGE_URGENT, 3, &min, &max), 1);
+	assert_int_equal(min, 17);
+	assert_int_equal(max, 8 + 64 * 4104);
+	assert_int_equal(mig_cmd_len_bounds_ver(MIG_POSTCOPY_DONE, 3, &min, &max), 1);
+	assert_int_equal(min, max);
+	/* the rest of 10..63 stays unknown in v3; the v1/v2 commands keep their bounds */
+	for (cmd = 10; cmd < 64; cmd++) {
+		if (cmd >= MIG_PAGE_REQ && cmd <= MIG_POSTCOPY_DONE)
+			continue;
+		mig_hdr_encode(b, (uint16_t)cmd, 0, 0);
+		assert_int_equal(mig_hdr_decode_ver(b, 3, &h), -EPROTO);
+	}
+	mig_hdr_encode(b, MIG_ROUND_END, 0, MIG_ROUND_END_LEN);
+	assert_int_equal(mig_hdr_decode_ver(b, 3, &h), 0);
+	quiet_end();
+}
+
+/* Version 3 only when both offer post-copy; otherwise exactly the v2 protocol. */
+static void test_hello_agree_postcopy(void **unused)
+{
+	const uint64_t Z = MIG_FEAT_ZSTD, P = MIG_FEAT_POSTCOPY;
+	struct mig_hello v3p = { 1, 3, Z | P }, v3 = { 1, 3, Z }, v2 = { 1, 2, Z | P },
+			 only3 = { 3, 3, Z }, v3p_b = { 1, 3, P };
+	uint64_t f;
+	uint32_t v;
+
+	assert_int_equal(mig_hello_agree(&v3p, &v3p_b, &v, &f), 0);
+	assert_int_equal(v, 3);
+	assert_int_equal(f, P);
+	assert_int_equal(mig_hello_agree(&v3p_b, &v3p, &v, &f), 0);	/* symmetric */
+	assert_int_equal(v, 3);
+	assert_int_equal(f, P);
+	/* one side without post-copy: version 2, the feature dropped */
+	assert_int_equal(mig_hello_agree(&v3p, &v3, &v, &f), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(f, Z);
+	assert_int_equal(mig_hello_agree(&v3, &v3p, &v, &f), 0);
+	assert_int_equal(v, 2);
+	/* a v2 peer (even one that sets the bit): 2, no post-copy */
+	assert_int_equal(mig_hello_agree(&v3p, &v2, &v, &f), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(f, Z);
+	assert_int_equal(mig_hello_agree(&v2, &v3p, &v, &f), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(f, Z);
+	quiet_begin();
+	/* a peer that speaks only 3 but we have no post-copy: nothing in common */
+	assert_int_equal(mig_hello_agree(&v3, &only3, &v, &f), -EPROTONOSUPPORT);
+	quiet_end();
+}
+
+static void test_sequence_postcopy(void **unused)
+{
+	static const uint16_t good_dst[] = { MIG_HELLO, MIG_CONFIG, MIG_RAM_ZERO, MIG_RAM,
+					     MIG_ROUND_END, MIG_POSTCOPY_START, MIG_STATE,
+					     MIG_COMPLETE, MIG_RAM, MIG_PAGE_URGENT, MIG_RAM_ZERO,
+					     MIG_PAGE_URGENT };
+	struct mig_seq s;
+	size_t i;
+
+	mig_seq_init(&s, MIG_ROLE_DEST);
+	for (i = 0; i < sizeof(good_dst) / sizeof(good_dst[0]); i++)
+		assert_int_equal(mig_seq_accept(&s, good_dst[i], 0), 0);
+	assert_int_equal(s.phase, MIG_PH_POSTCOPY);
+	quiet_begin();
+	assert_int_equal(mig_seq_accept(&s, MIG_STATE, 0), -EPROTO);
+	assert_int_equal(mig_seq_accept(&s, MIG_POSTCOPY_START, 0), -EPROTO);
+	assert_int_equal(mig_seq_accept(&s, MIG_ROUND_END, 0), -EPROTO);
+	mig_seq_init(&s, MIG_ROLE_DEST);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_POSTCOPY_START, 0), -EPROTO);	/* before CONFIG */
+	assert_int_equal(mig_seq_accept(&s, MIG_CONFIG, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_POSTCOPY_START, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_RAM, 0), -EPROTO);	/* STATE must follow */
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_URGENT, 0), -EPROTO);
+	assert_int_equal(mig_seq_accept(&s, MIG_STATE, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_URGENT, 0), -EPROTO);	/* before COMPLETE */
+	assert_int_equal(mig_seq_accept(&s, MIG_COMPLETE, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_URGENT, 0), 0);
+	/* a pre-copy destination never accepts page data after COMPLETE */
+	mig_seq_init(&s, MIG_ROLE_DEST);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_CONFIG, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_URGENT, 0), -EPROTO);
+	assert_int_equal(mig_seq_accept(&s, MIG_STATE, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_COMPLETE, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_RAM, 0), -EPROTO);
+
+	/* source: page requests before and after the ACK, DONE only after it, once */
+	mig_seq_init(&s, MIG_ROLE_SOURCE);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_CONFIG), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_REQ, 0), -EPROTO);	/* not switched yet */
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_ROUND_END), 0);
+	mig_seq_postcopy(&s);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_REQ, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_POSTCOPY_DONE, 0), -EPROTO);	/* before ACK */
+	mig_seq_init(&s, MIG_ROLE_SOURCE);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_CONFIG), 0);
+	mig_seq_postcopy(&s);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_COMPLETE), -EPROTO);
+	mig_seq_init(&s, MIG_ROLE_SOURCE);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_CONFIG), 0);
+	mig_seq_postcopy(&s);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_REQ, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_POSTCOPY_START), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_POSTCOPY_START), -EPROTO);	/* twice */
+	mig_seq_init(&s, MIG_ROLE_SOURCE);
+	assert_int_equal(mig_seq_accept(&s, MIG_HELLO, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_CONFIG), 0);
+	mig_seq_postcopy(&s);
+	assert_int_equal(mig_seq_accept(&s, MIG_ACK, MIG_POSTCOPY_START), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_REQ, 0), 0);
+	assert_int_equal(mig_seq_accept(&s, MIG_POSTCOPY_DONE, 0), 0);
+	assert_int_equal(s.phase, MIG_PH_DONE);
+	assert_int_equal(mig_seq_accept(&s, MIG_PAGE_REQ, 0), -EPROTO);
+	quiet_end();
+}
+
 static void test_sequence(void **unused)
 {
 	static const uint16_t good_dst[] = { MIG_HELLO, MIG_CONFIG, MIG_RAM_ZERO, MIG_RAM, MIG_RAM,
@@ -374,6 +530,9 @@ int main(void)
 		cmocka_unit_test(test_config_malformed),
 		cmocka_unit_test(test_small_messages),
 		cmocka_unit_test(test_sequence),
+		cmocka_unit_test(test_hdr_postcopy_v3_only),
+		cmocka_unit_test(test_hello_agree_postcopy),
+		cmocka_unit_test(test_sequence_postcopy),
 		cmocka_unit_test(test_config_from_registry),
 	};
 	return cmocka_run_group_tests_name("proto", tests, NULL, NULL);

@@ -302,6 +302,7 @@ static void test_exit_status(void **state)
 		{ VM_STOP_POWEROFF, 0, 0 }, { VM_STOP_RESET, 0, 3 }, { VM_STOP_TRIPLE_FAULT, 0, 4 },
 		{ VM_STOP_INTERNAL, 0, 5 }, { VM_STOP_HALT, 0, 5 }, { VM_STOP_CRASH, 0, 6 },
 		{ VM_STOP_KILLED, 15, 7 }, { VM_STOP_DEBUG_EXIT, 42, 42 },
+		{ VM_STOP_POSTCOPY_LOST, 0, 8 },
 	};
 	unsigned int i;
 
