@@ -92,7 +92,7 @@ for c in $CASES; do
 		run_ours cal 0 >/dev/null
 		BW_MIBS=$( [ -s "$T/bw" ] && median <"$T/bw" || echo 40)
 		BW_MIBS=${BW_MIBS%.*}
-		echo "# migration bandwidth measured by our idle runs: $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
+		echo "# migration bandwidth (data pages, one calibration migration of ours): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
 	fi
 	for i in $(seq "$RUNS"); do
 		for v in ours-0 qemu-default ours-1 qemu-best; do
