@@ -78,6 +78,20 @@ static int get_link(struct nl_sock *sk, const char *name, struct rtnl_link **out
 	return nl_errno(rtnl_link_get_kernel(sk, 0, name, out));
 }
 
+/* get_link() for a link the caller needs: its absence or a failed look-up is logged, naming
+ * it as "@what @name" ("host port eth1", "bridge vb-lan"; @what "" for just the name). */
+static int get_needed_link(struct nl_sock *sk, const char *what, const char *name,
+			   struct rtnl_link **out)
+{
+	int ret = get_link(sk, name, out);
+
+	if (ret == -ENODEV)
+		log_err("%s%s%s does not exist", what, *what ? " " : "", name);
+	else if (ret < 0)
+		report(ret, "looking up", name);
+	return ret;
+}
+
 /*
  * Validate @name, open a socket and look the link up. 0 or -ENODEV (absent, not logged) with
  * *skp open; the caller ends with done(). Other errors: nothing left open.
@@ -224,14 +238,9 @@ int link_vlan_create(const char *name, const char *parent, unsigned int vid, uns
 	}
 	if (!(sk = rt_open()))
 		return -EIO;
-	ret = get_link(sk, parent, &p);
-	if (ret < 0) {
-		if (ret == -ENODEV)
-			log_err("host port %s does not exist", parent);
-		else
-			report(ret, "looking up", parent);
+	ret = get_needed_link(sk, "host port", parent, &p);
+	if (ret < 0)
 		goto out;
-	}
 	pidx = rtnl_link_get_ifindex(p);
 	ret = get_link(sk, name, &l);
 	if (ret == 0) {
@@ -318,14 +327,9 @@ int link_set_master(const char *port, const char *bridge)
 		return ret;
 	if (!(sk = rt_open()))
 		return -EIO;
-	ret = get_link(sk, port, &p);
-	if (ret < 0) {
-		if (ret == -ENODEV)
-			log_err("%s does not exist", port);
-		else
-			report(ret, "looking up", port);
+	ret = get_needed_link(sk, "", port, &p);
+	if (ret < 0)
 		goto out;
-	}
 	cur = rtnl_link_get_master(p);
 	if (!bridge) {
 		ret = cur ? nl_errno(rtnl_link_release_ifindex(sk, rtnl_link_get_ifindex(p))) : 0;
@@ -333,14 +337,9 @@ int link_set_master(const char *port, const char *bridge)
 			report(ret, "releasing", port);
 		goto out;
 	}
-	ret = get_link(sk, bridge, &b);
-	if (ret < 0) {
-		if (ret == -ENODEV)
-			log_err("bridge %s does not exist", bridge);
-		else
-			report(ret, "looking up", bridge);
+	ret = get_needed_link(sk, "bridge", bridge, &b);
+	if (ret < 0)
 		goto out;
-	}
 	if (!is_bridge(b)) {
 		log_err("%s is not a bridge", bridge);
 		ret = -EINVAL;
