@@ -194,4 +194,7 @@ down_int=${on_down%.*}
 bound=$(( (down_int + NM_SLACK_MS) * rate_x1000 / 1000 + base ))
 log "RESULT lost replies: announce off $off_lost (window ended), announce on $on_lost (bound $bound; downtime $on_down ms, $rate_x1000 pings/s)"
 [ "$on_lost" -le "$bound" ] || fail "announce on lost $on_lost replies > bound $bound"
+# The slack no longer separates the cases by itself (announce off lost 981 on a quiet run):
+# announcing must lose fewer than not announcing (measured: 229/981, 858/2136, 473/1147).
+[ "$on_lost" -lt "$off_lost" ] || fail "announce on lost $on_lost replies, not fewer than announce off ($off_lost)"
 pass "announce on: $on_lost lost, off: $off_lost lost ($((SECONDS - t0)) s)"
