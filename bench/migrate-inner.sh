@@ -9,6 +9,10 @@
 #          minimal-downtime; QEMU: its defaults, and its best (bandwidth raised, multifd+zstd)
 # Output: one "RESULT" line per migration, then medians per case and variant.
 #   usage: bench/migrate-inner.sh [RUNS] [CASES]   (default 3, "idle d10 d50 d150")
+#   MIG_BW_MIBS: use this link rate instead of calibrating (bench/migrate.sh calibrates once
+#   and passes it to every test-host boot, so the cases share one rate)
+#   MIG_CAL_RUNS (default 1): calibration migrations, their median is the rate
+#   RUNS 0 with CASES "d" only calibrates (prints the "# migration bandwidth" line)
 #   MIG_QEMU_TIMEOUT (s, default 120): a QEMU migration still running then is cancelled and
 #   counted as not converged (its defaults never finish at 150 %).
 set -uo pipefail
@@ -86,13 +90,17 @@ run_qemu() {	# case mode
 echo "# bench/migrate-inner.sh $(date -u +%FT%TZ) kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"
 : >"$T/res"
 for c in $CASES; do
+	if [ "${c:0:1}" = d ] && [ "$BW_MIBS" = 0 ] && [ -n "${MIG_BW_MIBS:-}" ]; then
+		BW_MIBS=$MIG_BW_MIBS
+		echo "# migration bandwidth (given by MIG_BW_MIBS, measured by an earlier calibration): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
+	fi
 	if [ "${c:0:1}" = d ] && [ "$BW_MIBS" = 0 ]; then
 		# The link rate is what our migration measures while sending data pages (an idle
 		# round is mostly free zero/hole pages and says nothing about the link).
-		run_ours cal 0 >/dev/null
+		for _ in $(seq "${MIG_CAL_RUNS:-1}"); do run_ours cal 0 >/dev/null; done
 		BW_MIBS=$( [ -s "$T/bw" ] && median <"$T/bw" || echo 40)
 		BW_MIBS=${BW_MIBS%.*}
-		echo "# migration bandwidth (data pages, one calibration migration of ours): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
+		echo "# migration bandwidth (data pages, median of ${MIG_CAL_RUNS:-1} calibration migration(s) of ours: $(tr '\n' ' ' <"$T/bw" 2>/dev/null)MiB/s): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
 	fi
 	for i in $(seq "$RUNS"); do
 		for v in ours-0 qemu-default ours-1 qemu-best; do
@@ -103,13 +111,4 @@ for c in $CASES; do
 		done
 	done | tee -a "$T/res"
 done
-echo "## medians (total_ms / downtime_ms / MiB on the wire / rounds)"
-for c in $CASES; do
-	for v in ours-z0 ours-z1 qemu-default qemu-best; do
-		l=$(grep "case=$c variant=$v " "$T/res" | grep "status=completed")
-		n=$(grep -c . <<<"$l")
-		[ -z "$l" ] && { echo "MEDIAN case=$c variant=$v: no completed run ($(grep -c "case=$c variant=$v " "$T/res") tried)"; continue; }
-		f() { grep -o "$1=[0-9.]*" <<<"$l" | cut -d= -f2 | median; }
-		echo "MEDIAN case=$c variant=$v runs=$n total_ms=$(f total_ms) downtime_ms=$(f downtime_ms) MiB=$(awk "BEGIN{print $(f bytes)/1048576}") rounds=$(f rounds)"
-	done
-done
+"$ROOT/bench/migrate-medians.sh" "$T/res" "$CASES"

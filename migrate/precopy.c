@@ -11,8 +11,9 @@
  *   converge  after each sync: expected downtime = remaining pages / the rate at which data
  *             pages went out in the last round (copy + compression + link together). Stop-and-copy when it fits the budget
  *             (default 50 ms) or nothing is dirty. Policy minimal-downtime: when a round
- *             does not shrink the dirty set by 10 %, throttle the vCPUs (run/pause duty
- *             cycle, +20 % per step up to 95 %: QEMU's auto-converge idea). Policy suspend:
+ *             does not shrink the dirty set by 10 %, or two rounds in a row do not halve
+ *             it, throttle the vCPUs (run/pause duty cycle, +20 % per step up to 95 %:
+ *             QEMU's auto-converge idea). Policy suspend:
  *             never throttle. At max_rounds both stop-and-copy anyway (a longer pause);
  *             at the overall timeout the migration fails and the VM keeps running here.
  *   stop      pause the vCPUs (downtime starts), quiesce devices, final dirty sync, last
@@ -349,7 +350,7 @@ static int iterate(struct precopy *pc)
 {
 	uint64_t t0 = mig_now_ns(), deadline = t0 + pc->p.timeout_ns;
 	uint64_t last_sync = t0, prev_count = UINT64_MAX, bw = 0, page_rate = 0;
-	uint32_t round = 0;
+	uint32_t round = 0, slow_rounds = 0;
 	int ret;
 
 	for (;; round++) {
@@ -399,8 +400,17 @@ static int iterate(struct precopy *pc)
 					 "downtime", round, (double)est / 1e6);
 				return 0;
 			}
+			/*
+			 * Auto-converge. A round that shrank the dirty set by less than 10 % is not
+			 * converging at all: throttle now. A round that shrank it by less than half is
+			 * converging slowly: throttle after two of those in a row (QEMU's trigger, dirty
+			 * bytes > 50 % of those sent, two periods), else a guest dirtying at about the
+			 * link rate costs many long rounds for the same pause at the end.
+			 */
+			slow_rounds = count * 2 >= prev_count ? slow_rounds + 1 : 0;
 			if (pc->p.policy == MIG_POLICY_MIN_DOWNTIME && round >= 2 &&
-			    count * 10 >= prev_count * 9) {
+			    (count * 10 >= prev_count * 9 || slow_rounds >= 2)) {
+				slow_rounds = 0;
 				ret = throttle_raise(pc);
 				if (ret < 0)
 					return fail(pc, ret, "throttle thread: %s", strerror(-ret));

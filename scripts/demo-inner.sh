@@ -60,10 +60,14 @@ done
 ! grep -aq MV-BAD "$T/src.con" "$T/dst.con" || die "memverify found a bad page"
 echo "  guest continued on the destination: pass $last on the source, then $(pass_of dst) and counting; every page verified after landing"
 echo "== figures"
-printf '  %-22s %s\n' "total time" "$(field total_ms "$r") ms" "downtime" "$(field downtime_ms "$r") ms" \
-	"setup" "$(field setup_ms "$r") ms" "rounds" "$(( $(field round "$r") + 1 ))" \
-	"bytes on the wire" "$(field bytes_sent "$r")" "compression ratio" "$(field compression_ratio "$r")" \
-	"vCPU throttle" "$(field throttle_pct "$r") %"
+num() { LC_ALL=C awk -v v="$2" "BEGIN { printf \"$1\", v }"; }	# format, value
+bytes=$(field bytes_sent "$r")
+printf '  %-22s %s\n' "total time" "$(num %.1f "$(field total_ms "$r")") ms" \
+	"downtime" "$(num %.1f "$(field downtime_ms "$r")") ms (vCPUs paused on the source -> running on the destination)" \
+	"setup" "$(num %.1f "$(field setup_ms "$r")") ms" "rounds" "$(( $(field round "$r") + 1 ))" \
+	"bytes on the wire" "$bytes ($(LC_ALL=C awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }") MiB)" \
+	"compression ratio" "$(num %.3f "$(field compression_ratio "$r")") (wire / raw; memverify pages hardly compress)" \
+	"vCPU throttle" "$(field throttle_pct "$r") % (auto-converge)"
 echo "== powering the guest off through the control socket (ACPI power button)"
 "$BIN/vmm-ctl" "$T/dst.sock" powerdown >/dev/null
 for _ in $(seq 300); do kill -0 "$dst_pid" 2>/dev/null || break; sleep 0.1; done
