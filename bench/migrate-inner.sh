@@ -90,17 +90,18 @@ run_qemu() {	# case mode
 echo "# bench/migrate-inner.sh $(date -u +%FT%TZ) kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"
 : >"$T/res"
 for c in $CASES; do
-	if [ "${c:0:1}" = d ] && [ "$BW_MIBS" = 0 ] && [ -n "${MIG_BW_MIBS:-}" ]; then
-		BW_MIBS=$MIG_BW_MIBS
-		echo "# migration bandwidth (given by MIG_BW_MIBS, measured by an earlier calibration): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
-	fi
 	if [ "${c:0:1}" = d ] && [ "$BW_MIBS" = 0 ]; then
-		# The link rate is what our migration measures while sending data pages (an idle
-		# round is mostly free zero/hole pages and says nothing about the link).
-		for _ in $(seq "${MIG_CAL_RUNS:-1}"); do run_ours cal 0 >/dev/null; done
-		BW_MIBS=$( [ -s "$T/bw" ] && median <"$T/bw" || echo 40)
-		BW_MIBS=${BW_MIBS%.*}
-		echo "# migration bandwidth (data pages, median of ${MIG_CAL_RUNS:-1} calibration migration(s) of ours: $(tr '\n' ' ' <"$T/bw" 2>/dev/null)MiB/s): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
+		if [ "${MIG_BW_MIBS:-0}" != 0 ]; then
+			BW_MIBS=$MIG_BW_MIBS how="given by MIG_BW_MIBS, measured by an earlier calibration"
+		else
+			# The link rate is what our migration measures while sending data pages (an
+			# idle round is mostly free zero/hole pages and says nothing about the link).
+			for _ in $(seq "${MIG_CAL_RUNS:-1}"); do run_ours cal 0 >/dev/null; done
+			BW_MIBS=$( [ -s "$T/bw" ] && median <"$T/bw" || echo 40)
+			BW_MIBS=${BW_MIBS%.*}
+			how="data pages, median of ${MIG_CAL_RUNS:-1} calibration migration(s) of ours: $(tr '\n' ' ' <"$T/bw" 2>/dev/null)MiB/s"
+		fi
+		echo "# migration bandwidth ($how): $BW_MIBS MiB/s; dirtying rates: 10/50/150 % = $((BW_MIBS / 10)) / $((BW_MIBS / 2)) / $((BW_MIBS * 3 / 2)) MiB/s"
 	fi
 	for i in $(seq "$RUNS"); do
 		for v in ours-0 qemu-default ours-1 qemu-best; do
