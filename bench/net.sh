@@ -11,6 +11,9 @@
 # and the ratio vmm/QEMU (> 1: we are faster).
 #
 # usage: bench/net.sh [RUNS] [MIB]     (default 3 boots each, 64 MiB per direction)
+#   NET_VARIANTS="NAME:OPTS ..."  several vmm variants side by side, each with ",OPTS" added to
+#   its --net (e.g. "hold0:tx-hold-us=0 vmm:"); default "vmm:" (the vmm's defaults). Each is
+#   compared with QEMU; all run in every round, in turn.
 # Where /dev/kvm is not hardware-accelerated it runs itself inside the test host (tests/lab/run).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +25,8 @@ if [ -z "${BENCH_IN_LAB:-}" ]; then
 	if [ $verdict != 0 ]; then
 		mkdir -p "$ROOT/build/bench"
 		exec "$ROOT/tests/lab/run" --mem 4G --timeout 2400 --out "$ROOT/build/bench" \
-			--env BENCH_IN_LAB=1 -- "$0" "$RUNS" "$MIB"
+			--env BENCH_IN_LAB=1 --env "NET_VARIANTS=${NET_VARIANTS:-}" \
+			--env "VMCTL_BUILD=${VMCTL_BUILD:-$ROOT/build}" -- "$0" "$RUNS" "$MIB"
 	fi
 fi
 export VMCTL_BUILD=${VMCTL_BUILD:-$ROOT/build}
@@ -48,12 +52,20 @@ on_exit "kill $! 2>/dev/null"
 in_ns timeout 2000 busybox nc -ll -p 9002 -e "$T_TMP/source.sh" </dev/null &
 on_exit "kill $! 2>/dev/null"
 
+# Besides the time, each line has the packets the guest's eth0 sent and received during the
+# transfer (GSO packets count once: bytes per packet tell how well the guest batched) and the
+# guest's rx and tx queue interrupts (/proc/interrupts) meanwhile.
 script="$GUEST_NET_UP
+echo \"FEAT \$(cat /sys/class/net/eth0/device/features)\"
 up() { cut -d' ' -f1 /proc/uptime; }
-s=\$(up); dd if=/dev/zero bs=64k count=$((SIZE / 65536)) 2>/dev/null | nc $NET_HOST_IP 9001 || exit 12; e=\$(up)
-echo \"BENCH g2h bytes=$SIZE secs=\$(echo \$s \$e | awk '{print \$2 - \$1}')\"
-s=\$(up); b=\$(nc $NET_HOST_IP 9002 </dev/null | wc -c); e=\$(up)
-echo \"BENCH h2g bytes=\$b secs=\$(echo \$s \$e | awk '{print \$2 - \$1}')\""
+st=/sys/class/net/eth0/statistics
+irqs() { awk -v q=\$1 '\$NF ~ q { for (i = 2; i <= NF && \$i ~ /^[0-9]+\$/; i++) n += \$i } END { print n + 0 }' /proc/interrupts; }
+pk() { echo \$(cat \$st/tx_packets) \$(cat \$st/rx_packets) \$(irqs input.0) \$(irqs output.0); }
+d() { echo \$1 \$2 | { read -r t0 r0 i0 o0 t1 r1 i1 o1; echo txp=\$((t1 - t0)) rxp=\$((r1 - r0)) rxirq=\$((i1 - i0)) txirq=\$((o1 - o0)); }; }
+p0=\$(pk); s=\$(up); dd if=/dev/zero bs=64k count=$((SIZE / 65536)) 2>/dev/null | nc $NET_HOST_IP 9001 || exit 12; e=\$(up); p1=\$(pk)
+echo \"BENCH g2h bytes=$SIZE secs=\$(echo \$s \$e | awk '{print \$2 - \$1}') \$(d \"\$p0\" \"\$p1\")\"
+p0=\$(pk); s=\$(up); b=\$(nc $NET_HOST_IP 9002 </dev/null | wc -c); e=\$(up); p1=\$(pk)
+echo \"BENCH h2g bytes=\$b secs=\$(echo \$s \$e | awk '{print \$2 - \$1}') \$(d \"\$p0\" \"\$p1\")\""
 APPEND="console=ttyS0 quiet panic=-1 $(guest_b64 "$script")"
 
 # one NAME CMD...: boot, run the script, append "g2h_MBps h2g_MBps" to $T_TMP/NAME
@@ -68,14 +80,19 @@ one() {
 		echo "$name: no result"; tail -5 "$con"; tail -3 "$T_TMP/err.$name"; return
 	fi
 	echo "$g $h" >>"$T_TMP/$name"
-	echo "$name: guest->host $g MB/s, host->guest $h MB/s"
+	echo "$name: guest->host $g MB/s, host->guest $h MB/s; guest packets sent/received and rx/tx interrupts: $(tr -d '\r' <"$con" | awk '/^BENCH / {printf "%s%s %s/%s irqs %s/%s", sep, $2, substr($5, 5), substr($6, 5), substr($7, 7), substr($8, 7); sep = ", "}')"
 }
 median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 echo "# $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg); QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'); guest 2 vCPUs, 512 MiB; $MIB MiB per direction; $RUNS boots each"
-run_vmm() {
-	one vmm "$VMM" --kernel "$K" --initrd "$I" --append "$APPEND" --memory 512M --cpus 2 \
-		--console "file:/dev/stdout" --net "tap=$TAP,mac=$MAC"
+VARIANTS=${NET_VARIANTS:-vmm:}
+run_vmm() {	# NAME OPTS
+	one "$1" "$VMM" --kernel "$K" --initrd "$I" --append "$APPEND" --memory 512M --cpus 2 \
+		--console "file:/dev/stdout" --net "tap=$TAP,mac=$MAC${2:+,$2}"
+}
+run_vmms() {
+	local v
+	for v in $VARIANTS; do run_vmm "${v%%:*}" "${v#*:}"; done
 }
 run_qemu() {
 	one qemu qemu-system-x86_64 -enable-kvm -cpu host -M q35 -smp 2 -m 512 -nodefaults \
@@ -85,13 +102,19 @@ run_qemu() {
 }
 # Odd rounds ours first, even rounds QEMU first (the first boot of a run is the slowest).
 for r in $(seq "$RUNS"); do
-	if [ $((r % 2)) = 1 ]; then run_vmm; run_qemu; else run_qemu; run_vmm; fi
+	if [ $((r % 2)) = 1 ]; then run_vmms; run_qemu; else run_qemu; run_vmms; fi
 done
-for name in vmm qemu; do
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+[ -s "$T_TMP/qemu" ] || fail "qemu: no successful run"
+qemu_g=$(cut -d' ' -f1 "$T_TMP/qemu" | median)
+qemu_h=$(cut -d' ' -f2 "$T_TMP/qemu" | median)
+for v in $VARIANTS; do
+	name=${v%%:*}
 	[ -s "$T_TMP/$name" ] || fail "$name: no successful run"
-	eval "${name}_g=\$(cut -d' ' -f1 \"\$T_TMP/\$name\" | median)"
-	eval "${name}_h=\$(cut -d' ' -f2 \"\$T_TMP/\$name\" | median)"
+	g=$(cut -d' ' -f1 "$T_TMP/$name" | median)
+	h=$(cut -d' ' -f2 "$T_TMP/$name" | median)
+	res="RESULT median of $(wc -l <"$T_TMP/$name")/$(wc -l <"$T_TMP/qemu") runs: guest->host $name $g MB/s, QEMU $qemu_g MB/s (ratio $(ratio "$g" "$qemu_g")); host->guest $name $h MB/s, QEMU $qemu_h MB/s (ratio $(ratio "$h" "$qemu_h"))"
+	[ -n "${v#*:}" ] && res="$res; $name: --net ...,${v#*:}"
+	echo "$res"
+	echo "$res" >>"$OUT/net-bench.txt"
 done
-res="RESULT median of $(wc -l <"$T_TMP/vmm")/$(wc -l <"$T_TMP/qemu") runs: guest->host vmm $vmm_g MB/s, QEMU $qemu_g MB/s (ratio $(awk -v a="$vmm_g" -v b="$qemu_g" 'BEGIN {printf "%.2f", a / b}')); host->guest vmm $vmm_h MB/s, QEMU $qemu_h MB/s (ratio $(awk -v a="$vmm_h" -v b="$qemu_h" 'BEGIN {printf "%.2f", a / b}'))"
-echo "$res"
-echo "$res" >>"$OUT/net-bench.txt"

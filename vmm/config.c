@@ -42,7 +42,8 @@ static const char usage_text[] =
 "  --net tap=NAME[,mac=MAC]  a virtio-net NIC on tap NAME (opened, or created with\n"
 "                       CAP_NET_ADMIN); repeatable; default MAC: 02:xx:.. derived from\n"
 "                       --name (else the control socket path, else the tap name) and\n"
-"                       the NIC index\n"
+"                       the NIC index; tx-hold-us=N: hold tx completions up to N µs\n"
+"                       (0..100000, 0 = off, default 10000; docs/pci-virtio.md)\n"
 "  --net network=NAME[,tap=NAME][,mac=MAC]  a NIC on a started vmctl network (vmctl net\n"
 "                       start): the vmm creates its own tap (vmt<N>, or NAME), puts it on\n"
 "                       the network's bridge; the kernel removes it when the vmm exits\n"
@@ -185,7 +186,7 @@ static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
 	return 0;
 }
 
-/* "tap=NAME[,mac=MAC]"; @arg is modified (the comma becomes a NUL). */
+/* "tap=NAME[,mac=MAC][,tx-hold-us=N]"; @arg is modified (the comma becomes a NUL). */
 static int parse_net(char *arg, struct vm_nic_config *nic)
 {
 	char *save = NULL;
@@ -203,6 +204,15 @@ static int parse_net(char *arg, struct vm_nic_config *nic)
 			if (virtio_net_mac_parse(kv + 4, nic->mac) < 0)
 				return -EINVAL;
 			nic->mac_set = true;
+		} else if (!strncmp(kv, "tx-hold-us=", 11) && nic->tx_hold_us < 0) {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(kv + 11, &end, 10);
+			if (errno || end == kv + 11 || *end || v > VIRTIO_NET_TX_HOLD_MAX_US)
+				return -EINVAL;
+			nic->tx_hold_us = (int)v;
 		} else {
 			return -EINVAL;
 		}
@@ -283,8 +293,9 @@ int config_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t
 			if (cfg->nr_nics == VM_MAX_NICS)
 				return fail(err, errlen, "--net: at most %d NICs", VM_MAX_NICS);
 			snprintf(net_arg, sizeof(net_arg), "%s", optarg);
+			cfg->nics[cfg->nr_nics].tx_hold_us = -1;
 			if (parse_net(optarg, &cfg->nics[cfg->nr_nics]) < 0)
-				return fail(err, errlen, "--net '%s': expected tap=NAME and/or network=NAME, [,mac=XX:XX:XX:XX:XX:XX] (unicast MAC, tap name < 16 chars)", net_arg);
+				return fail(err, errlen, "--net '%s': expected tap=NAME and/or network=NAME, [,mac=XX:XX:XX:XX:XX:XX][,tx-hold-us=N] (unicast MAC, tap name < 16 chars, N 0..%d)", net_arg, VIRTIO_NET_TX_HOLD_MAX_US);
 			cfg->nr_nics++;
 			break;
 		}

@@ -32,6 +32,7 @@ struct vm_nic_config {
 	const char *network;		/* a vmctl network (net/network.h) the tap joins, or NULL */
 	uint8_t mac[6];
 	bool mac_set;			/* false: generated, stable per VM + index */
+	int tx_hold_us;			/* tx completion hold (vmm/virtio/net_tx.c); -1: default */
 };
 
 struct vm_config {

@@ -90,6 +90,7 @@ static int add_nics(struct vm *vm, const struct virtio_pci_env *venv_in)
 
 		snprintf(vm->nic_ids[i], sizeof(vm->nic_ids[i]), "net%u", i);
 		p.id = vm->nic_ids[i];
+		p.tx_hold_us = nc->tx_hold_us < 0 ? VIRTIO_NET_TX_HOLD_DEFAULT_US : (unsigned int)nc->tx_hold_us;
 		if (nc->mac_set)
 			memcpy(p.mac, nc->mac, 6);
 		else

@@ -135,11 +135,23 @@ static void test_nics(void **state)
 	char *empty[] = { "vmm", "--kernel", "k", "--net", b3, NULL };
 	char *unknown[] = { "vmm", "--kernel", "k", "--net", b4, NULL };
 	char *badname[] = { "vmm", "--kernel", "k", "--name", "a/b", NULL };
+	char h1[] = "tap=h,tx-hold-us=250", h2[] = "tap=h,tx-hold-us=100001", h3[] = "tap=h,tx-hold-us=5x",
+	     h4[] = "tap=h,tx-hold-us=";
+	char *hold[] = { "vmm", "--kernel", "k", "--net", h1, NULL };
+	char *hold_big[] = { "vmm", "--kernel", "k", "--net", h2, NULL };
+	char *hold_junk[] = { "vmm", "--kernel", "k", "--net", h3, NULL };
+	char *hold_empty[] = { "vmm", "--kernel", "k", "--net", h4, NULL };
 	struct vm_config c;
 	char err[256];
 
+	assert_int_equal(parse(ARGC(hold), hold, &c, err), CONFIG_OK);
+	assert_int_equal(c.nics[0].tx_hold_us, 250);
+	expect_error(hold_big, ARGC(hold_big), "--net 'tap=h,tx-hold-us=100001'");
+	expect_error(hold_junk, ARGC(hold_junk), "--net 'tap=h,tx-hold-us=5x'");
+	expect_error(hold_empty, ARGC(hold_empty), "N 0..100000");
 	assert_int_equal(parse(ARGC(argv), argv, &c, err), CONFIG_OK);
 	assert_int_equal(c.nr_nics, 3);
+	assert_int_equal(c.nics[0].tx_hold_us, -1);	/* not given: the device default */
 	assert_string_equal(c.nics[0].tap, "tap0");
 	assert_null(c.nics[0].network);
 	assert_true(c.nics[0].mac_set);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -132,12 +133,15 @@ static void run_loop(struct fx *f)
 		evloop_run_once(&f->loop, 5 * 1000 * 1000);
 }
 
+static unsigned int fx_tx_hold_us;	/* the next fx_create's tx completion hold */
+
 /* Create the device on a socket pair whose back-end "supports" @tun offloads. */
 static void fx_create(struct fx *f, unsigned int tun)
 {
 	struct pci_env penv = { .vm_fd = -1, .ram_top = RAM };
 	struct virtio_pci_env env;
-	struct virtio_net_params p = { .id = "net0", .fd_offloads = tun, .mtu = 1500 };
+	struct virtio_net_params p = { .id = "net0", .fd_offloads = tun, .mtu = 1500,
+				       .tx_hold_us = fx_tx_hold_us };
 	int sv[2];
 
 	memset(f, 0, sizeof(*f));
@@ -357,6 +361,80 @@ static void test_tx(void **state)
 		assert_int_equal(recv(f.peer, got, sizeof(got), MSG_DONTWAIT), 72);
 		assert_int_equal(got[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
 	}
+	fx_destroy(&f);
+}
+
+/* Tx completion hold: the packet goes out at once, its used entry comes later. */
+static void test_tx_hold(void **state)
+{
+	struct fx f;
+	uint8_t pkt[100], got[200];
+	uint64_t g;
+	struct timespec t0, t1;
+
+	(void)state;
+	fx_tx_hold_us = 20000;		/* 20 ms: far longer than run_loop's turns here */
+	fx_create(&f, 0);
+	fx_tx_hold_us = 0;
+	drv_start(&f, BASE_F | F(VIRTIO_NET_F_CSUM));
+	make_pkt(pkt, 60, 1);
+	g = galloc(&f, 100);
+	memcpy(gp(&f, g, 72), pkt, 72);
+	{
+		struct seg s = { g, 72, false };
+
+		post(&f, 1, &s, 1);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	virtio_pci_kick(f.vp, 1);
+	evloop_run_once(&f.loop, 0);
+	assert_int_equal(recv(f.peer, got, sizeof(got), MSG_DONTWAIT), 72);	/* on the wire */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if ((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec < 15000000L)
+		assert_int_equal(used_idx(&f, 1), 0);	/* ... and still held */
+	/* The timer releases it (bounded wait). */
+	for (int i = 0; i < 200 && used_idx(&f, 1) == 0; i++)
+		evloop_run_once(&f.loop, 5 * 1000 * 1000);
+	assert_int_equal(used_idx(&f, 1), 1);
+	assert_int_equal(stats(&f).tx_packets, 1);
+
+	/* A quarter of the ring (QSZ / 4 = 4 chains) is pushed without waiting for the timer. */
+	for (int i = 0; i < 4; i++) {
+		struct seg s = { g, 72, false };
+
+		post(&f, 1, &s, 1);
+	}
+	virtio_pci_kick(f.vp, 1);
+	evloop_run_once(&f.loop, 0);
+	assert_int_equal(used_idx(&f, 1), 5);
+
+	/* 64 KiB held (one chain this big) is pushed at once too: a fast sender never waits. */
+	{
+		uint64_t big = galloc(&f, 65536);
+		struct seg s = { big, 65536, false };
+
+		memset(gp(&f, big, 65536), 0, 65536);
+		memcpy(gp(&f, big, 72), pkt, 72);
+		post(&f, 1, &s, 1);
+	}
+	virtio_pci_kick(f.vp, 1);
+	evloop_run_once(&f.loop, 0);
+	assert_int_equal(used_idx(&f, 1), 6);
+
+	/* Quiesce (stop-and-copy) pushes what is held: a saved ring owes the guest nothing. */
+	{
+		struct seg s = { g, 72, false };
+
+		post(&f, 1, &s, 1);
+	}
+	virtio_pci_kick(f.vp, 1);
+	evloop_run_once(&f.loop, 0);
+	virtio_net_quiesce(f.net);
+	assert_int_equal(used_idx(&f, 1), 7);
+	virtio_net_resume(f.net);
+	while (recv(f.peer, got, sizeof(got), MSG_DONTWAIT) > 0)
+		;
+	assert_int_equal(stats(&f).tx_packets + stats(&f).tx_drops, 7);
 	fx_destroy(&f);
 }
 
@@ -985,6 +1063,7 @@ int main(void)
 		cmocka_unit_test(test_features_follow_backend),
 		cmocka_unit_test(test_invalid_feature_combination),
 		cmocka_unit_test(test_tx),
+		cmocka_unit_test(test_tx_hold),
 		cmocka_unit_test(test_tx_hostile),
 		cmocka_unit_test(test_rx_single_buffers),
 		cmocka_unit_test(test_rx_mergeable),

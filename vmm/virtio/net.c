@@ -242,6 +242,8 @@ static void qp_reset(struct net_qp *qp)
 	qp->pend_len = 0;		/* a packet for the old driver instance */
 	qp->rx_hint = NET_HDR_LEN + qp->net->mtu + ETH_HLEN + 4u;
 	qp->tx_more = false;
+	qp->nr_tx_held = 0;		/* their ring is gone; a pending hold timer finds none */
+	qp->tx_held_bytes = 0;
 	net_qp_post_work(qp);		/* cancels the polls on the loop thread */
 }
 
@@ -454,6 +456,7 @@ static int qp_init(struct virtio_net *net, unsigned int i, int fd)
 	snprintf(qp->tx_name, sizeof(qp->tx_name), "%s.tx%u", net->id, i);
 	ev_req_init(&qp->rx_req, net_on_tap_readable, qp);
 	ev_req_init(&qp->tx_req, net_on_tx_writable, qp);
+	ev_req_init(&qp->tx_hold_timer, net_on_tx_hold_timer, qp);
 	qp->work = (struct ev_work){ .fn = qp_work, .opaque = qp };
 	qp->bounce = malloc(NET_BOUNCE_LEN);
 	qp->rx_segs = calloc(NET_RX_SEG_POOL, sizeof(*qp->rx_segs));
@@ -497,6 +500,8 @@ int virtio_net_create(const struct virtio_pci_env *env, struct guest_mem *mem,
 	net->mtu = cfg->mtu ? cfg->mtu : 1500;
 	net->link_up = !cfg->link_down;
 	net->loop = env->loop;
+	net->tx_hold_ns = (uint64_t)(cfg->tx_hold_us > VIRTIO_NET_TX_HOLD_MAX_US ?
+				     VIRTIO_NET_TX_HOLD_MAX_US : cfg->tx_hold_us) * 1000u;
 	net->nr_qp = 1;
 	snprintf(net->ctrl_name, sizeof(net->ctrl_name), "%s.ctrl", net->id);
 	ret = qp_init(net, 0, fd);
@@ -551,6 +556,8 @@ void virtio_net_destroy(struct virtio_net *net)
 				evloop_cancel(net->loop, &net->qp[i].rx_req);
 			if (ev_req_busy(&net->qp[i].tx_req))
 				evloop_cancel(net->loop, &net->qp[i].tx_req);
+			if (ev_req_busy(&net->qp[i].tx_hold_timer))
+				evloop_cancel(net->loop, &net->qp[i].tx_hold_timer);
 		}
 		pthread_mutex_unlock(&net->vd.lock);
 		for (int spins = 0; spins < 100; spins++) {
@@ -558,7 +565,7 @@ void virtio_net_destroy(struct virtio_net *net)
 
 			for (unsigned int i = 0; i < net->nr_qp; i++)
 				busy |= ev_req_busy(&net->qp[i].rx_req) || ev_req_busy(&net->qp[i].tx_req) ||
-					net->qp[i].work_posted;
+					ev_req_busy(&net->qp[i].tx_hold_timer) || net->qp[i].work_posted;
 			if (!busy)
 				break;
 			evloop_run_once(net->loop, 10 * 1000 * 1000);
@@ -634,6 +641,11 @@ void virtio_net_quiesce(struct virtio_net *net)
 	/* Packet work runs with vd.lock held: once we hold it, none is half done. */
 	pthread_mutex_lock(&net->vd.lock);
 	net->quiesced = true;
+	/* Held tx completions go into the rings (and their interrupt into the vCPU state) now,
+	 * before the final dirty sync and the save: a saved ring must not owe the guest any. */
+	for (unsigned int i = 0; i < net->nr_qp; i++)
+		net_tx_release(&net->qp[i]);
+	net_flush_notify_locked(net);
 	pthread_mutex_unlock(&net->vd.lock);
 }
 

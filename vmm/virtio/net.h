@@ -40,7 +40,14 @@ struct virtio_net_params {
 	uint8_t mac[6];			/* all-zero: the caller must have made one (see below) */
 	uint16_t mtu;			/* 0: 1500; offered with VIRTIO_NET_F_MTU (68..65535) */
 	bool link_down;			/* start with the link down */
+	/* tx completion hold (net_tx.c): push tx completions up to this long after the packet
+	 * went out (at once when 64 KiB are held), so the guest batches; 0 = at once.
+	 * <= VIRTIO_NET_TX_HOLD_MAX_US. vm_devices.c gives VIRTIO_NET_TX_HOLD_DEFAULT_US. */
+	unsigned int tx_hold_us;
 };
+
+#define VIRTIO_NET_TX_HOLD_DEFAULT_US	10000
+#define VIRTIO_NET_TX_HOLD_MAX_US	100000
 
 /* Counters (per device, summed over queue pairs). */
 struct virtio_net_stats {

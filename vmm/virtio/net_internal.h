@@ -35,6 +35,8 @@
 #define NET_Q_TX		VIRTIO_NET_Q_TX0
 #define NET_Q_CTRL		VIRTIO_NET_Q_CTRL
 #define NET_CTRL_QUEUE_SIZE	64
+/* Tx completion hold (net_tx.c): pushed at once when this much is held. */
+#define NET_TX_HOLD_BYTES	65536u
 /* Packets per queue per loop turn: bounds the loop's time on one queue, then yield. */
 #define NET_BUDGET		256
 /*
@@ -78,6 +80,11 @@ struct net_qp {
 	bool tx_more;			/* budget ran out: continue from qp->work */
 	struct vq_seg tx_segs[VIRTIO_NET_QUEUE_SIZE];
 	struct iovec tx_iov[VIRTIO_NET_QUEUE_SIZE + 1];
+	/* completions held back (net_tx.c, "tx completion hold"): chain heads not yet pushed */
+	uint16_t tx_held[VIRTIO_NET_QUEUE_SIZE];
+	unsigned int nr_tx_held;
+	uint32_t tx_held_bytes;		/* their chains' readable bytes (header + frame) */
+	struct ev_req tx_hold_timer;	/* releases them tx_hold_ns after the first was held */
 
 	/* loop-thread work posted by vCPU-thread callbacks and budget exhaustion */
 	struct ev_work work;
@@ -108,6 +115,7 @@ struct virtio_net {
 	char ctrl_name[48];
 	struct ev_hook hook;
 	bool notify_pending;		/* some qp has rx_notify/tx_notify set */
+	uint64_t tx_hold_ns;		/* 0: push every tx completion at once */
 	struct virtio_net_stats stats;
 	unsigned int nr_qp;
 	struct net_qp qp[1];
@@ -142,6 +150,8 @@ void net_flush_notify_locked(struct virtio_net *net);
 /* net_tx.c */
 void net_tx_process(struct net_qp *qp);
 void net_on_tx_writable(struct evloop *l, struct ev_req *req, int res);
+void net_on_tx_hold_timer(struct evloop *l, struct ev_req *req, int res);
+void net_tx_release(struct net_qp *qp);
 /* net_rx.c */
 void net_rx_process(struct net_qp *qp);
 void net_rx_poll_sync(struct net_qp *qp);

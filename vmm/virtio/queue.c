@@ -138,6 +138,11 @@ bool vq_enabled(const struct vq *vq)
 	return vq->enabled;
 }
 
+uint16_t vq_size(const struct vq *vq)
+{
+	return vq->enabled ? vq->size : 0;
+}
+
 bool vq_broken(const struct vq *vq)
 {
 	return vq->broken;

@@ -111,6 +111,7 @@ int  vq_init(struct vq *vq, struct guest_mem *mem, const struct vq_config *cfg);
 /* Back to disabled and empty (device reset). */
 void vq_reset(struct vq *vq);
 bool vq_enabled(const struct vq *vq);
+uint16_t vq_size(const struct vq *vq);	/* the driver's queue size; 0 while disabled */
 bool vq_broken(const struct vq *vq);
 
 /*
