@@ -138,8 +138,8 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* queues=N: "1".."16", digits only. */
-static int parse_queues(const char *s, unsigned int *out)
+/* A decimal option value: digits only (no sign, no blanks), @lo..@hi. 0 or -EINVAL. */
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned int *out)
 {
 	char *end;
 	unsigned long n;
@@ -148,7 +148,7 @@ static int parse_queues(const char *s, unsigned int *out)
 		return -EINVAL;
 	errno = 0;
 	n = strtoul(s, &end, 10);
-	if (errno || *end || n < 1 || n > VM_DISK_MAX_QUEUES)
+	if (errno || *end || n < lo || n > hi)
 		return -EINVAL;
 	*out = (unsigned int)n;
 	return 0;
@@ -176,7 +176,7 @@ static int parse_disk(char *arg, struct vm_disk_config *d, const char **bad)
 			d->direct = true;
 		else if (!strncmp(opt, "serial=", 7) && opt[7] && strlen(opt + 7) <= 20)
 			d->serial = opt + 7;
-		else if (!strncmp(opt, "queues=", 7) && parse_queues(opt + 7, &d->queues) == 0)
+		else if (!strncmp(opt, "queues=", 7) && parse_uint(opt + 7, 1, VM_DISK_MAX_QUEUES, &d->queues) == 0)
 			;
 		else
 			return *bad = opt, -EINVAL;
@@ -205,14 +205,11 @@ static int parse_net(char *arg, struct vm_nic_config *nic)
 				return -EINVAL;
 			nic->mac_set = true;
 		} else if (!strncmp(kv, "tx-hold-us=", 11) && nic->tx_hold_us < 0) {
-			char *end;
-			unsigned long v;
+			unsigned int us;
 
-			errno = 0;
-			v = strtoul(kv + 11, &end, 10);
-			if (errno || end == kv + 11 || *end || v > VIRTIO_NET_TX_HOLD_MAX_US)
+			if (parse_uint(kv + 11, 0, VIRTIO_NET_TX_HOLD_MAX_US, &us) < 0)
 				return -EINVAL;
-			nic->tx_hold_us = (int)v;
+			nic->tx_hold_us = (int)us;
 		} else {
 			return -EINVAL;
 		}
